@@ -1,0 +1,9 @@
+"""Backbone registry: `available_backbones()`, `get_backbone_spec(name)`."""
+
+from mmdsr_keras.backbones import keras_applications  # noqa: F401  (registers)
+from mmdsr_keras.backbones.backbone_spec import (
+    BackboneSpec,
+    available_backbones,
+    get_backbone_spec,
+    register_backbone,
+)
