@@ -1,0 +1,12 @@
+"""mmdsr-keras: MMDSR multi-label image classification for Keras 3."""
+
+from mmdsr_keras import layers
+from mmdsr_keras.backbones import available_backbones, get_backbone_spec, register_backbone
+from mmdsr_keras.label_prior import (
+    cooccurrence_statistics,
+    ml_gcn_label_prior,
+    symmetric_normalize,
+)
+from mmdsr_keras.models import build_explainer, build_mmdsr, class_names_of
+
+__version__ = "0.1.0"

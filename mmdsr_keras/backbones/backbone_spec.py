@@ -47,17 +47,12 @@ class BackboneSpec:
             )
 
     def build(self, image_size, weights=None):
-        """Builds the network for square `image_size` inputs.
+        """Builds the network for `(height, width)` inputs.
 
         Raises:
-            ValueError: the image is too small, or `weights` is neither
-                `"imagenet"`, `None` nor an existing file.
+            ValueError: `weights` is neither `"imagenet"`, `None` nor an
+                existing file.
         """
-        if image_size < self.min_image_size:
-            raise ValueError(
-                f"image_size={image_size} is too small for backbone {self.name!r}: "
-                f"its stride-32 stage needs at least {self.min_image_size} pixels."
-            )
         if weights not in (None, "imagenet"):
             weights = os.fspath(weights)
             if not os.path.isfile(weights):
@@ -66,7 +61,7 @@ class BackboneSpec:
                     f"takes weights='imagenet', None or the path of a local "
                     f"weights file)."
                 )
-        return self.constructor((image_size, image_size, 3), weights)
+        return self.constructor((image_size[0], image_size[1], 3), weights)
 
 
 _REGISTRY = {}

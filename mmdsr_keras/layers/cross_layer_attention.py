@@ -1,0 +1,184 @@
+"""Multi-scale feature reconstruction by attention across backbone stages."""
+
+import math
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mmdsr_keras")
+class CrossLayerAttention(keras.layers.Layer):
+    """Fuses several backbone stages by attention across levels at every position.
+
+    Every stage F_s is brought to one working grid (that of `inputs[grid_index]`)
+    and projected to width d:
+
+        P_s = ReLU(BN(Conv1x1_d(resample(F_s)))) + e_s
+
+    where shallower (larger) maps are average-pooled *before* their projection
+    (cheaper), deeper ones bilinearly resized to exactly the grid size, and
+    e_s is a learned level embedding (the projections of Q, K, V are shared
+    across levels, so attention could not otherwise tell levels apart).
+    At every position p the L level vectors form a short sequence:
+
+        Q_s = P_s W_q,  K_s = P_s W_k  (width d_qk),   V_s = P_s W_v  (width d)
+        R_s(p) = sum_t softmax_t(Q_s(p) . K_t(p) / sqrt(d_qk / h)) V_t(p)   (h heads)
+        X = sum_s beta_s (P_s + R_s W_o),   beta = softmax(b)
+
+    with one learned scalar b_s per level. The attention softmax is computed
+    in float32 under every mixed-precision policy.
+
+    Args:
+        units: working width d.
+        num_heads: attention heads h; `units` and `key_units` must divide by
+            it. Defaults to 4.
+        key_units: query/key width d_qk. Defaults to `units // 4`.
+        grid_index: which input defines the working grid. Defaults to 1 (the
+            stride-16 stage of the usual stride-8/16/32 triple).
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: list of L feature maps `(batch, H_s, W_s, C_s)`, static spatial
+            shapes.
+
+    Returns:
+        `(batch, H, W, units)` on the grid of `inputs[grid_index]`.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = CrossLayerAttention(units=16, num_heads=2)
+    >>> maps = [np.ones((2, 8, 8, 4)), np.ones((2, 4, 4, 6)), np.ones((2, 2, 2, 8))]
+    >>> layer(maps).shape
+    (2, 4, 4, 16)
+    """
+
+    def __init__(self, units, num_heads=4, key_units=None, grid_index=1, **kwargs):
+        super().__init__(**kwargs)
+        key_units = units // 4 if key_units is None else key_units
+        if units % num_heads or key_units % num_heads:
+            raise ValueError(
+                f"CrossLayerAttention: units={units} and key_units={key_units} must "
+                f"both be divisible by num_heads={num_heads}."
+            )
+        self.units = units
+        self.num_heads = num_heads
+        self.key_units = key_units
+        self.grid_index = grid_index
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) < 1:
+            raise ValueError("CrossLayerAttention expects a list of feature maps.")
+        self.num_levels = len(input_shape)
+        grid_shape = input_shape[self.grid_index]
+        if grid_shape[1] is None or grid_shape[2] is None:
+            raise ValueError(
+                "CrossLayerAttention needs static spatial shapes; build the model "
+                f"with a fixed image size (got grid shape {grid_shape})."
+            )
+        self.grid_size = (int(grid_shape[1]), int(grid_shape[2]))
+        self.pool_sizes = []
+        self.projections = []
+        self.projection_norms = []
+        for level, shape in enumerate(input_shape):
+            # Integer pooling factor for larger maps; any remainder is fixed by
+            # a final resize, so input sizes need not be multiples of 32.
+            factor = max(1, int(shape[1]) // self.grid_size[0])
+            self.pool_sizes.append(factor)
+            conv = keras.layers.Conv2D(
+                self.units, 1, use_bias=False, dtype=self.dtype_policy,
+                name=f"projection_{level}",
+            )
+            norm = keras.layers.BatchNormalization(
+                dtype=self.dtype_policy, name=f"projection_norm_{level}"
+            )
+            pooled = (shape[0], -(-int(shape[1]) // factor), -(-int(shape[2]) // factor), shape[3])
+            conv.build(pooled)
+            norm.build(pooled[:-1] + (self.units,))
+            self.projections.append(conv)
+            self.projection_norms.append(norm)
+        level_shape = (None, None, None, self.num_levels, self.units)
+        self.query = keras.layers.Dense(
+            self.key_units, use_bias=False, dtype=self.dtype_policy, name="query"
+        )
+        self.key = keras.layers.Dense(
+            self.key_units, use_bias=False, dtype=self.dtype_policy, name="key"
+        )
+        self.value = keras.layers.Dense(
+            self.units, use_bias=False, dtype=self.dtype_policy, name="value"
+        )
+        self.output_projection = keras.layers.Dense(
+            self.units, use_bias=False, dtype=self.dtype_policy, name="output_projection"
+        )
+        for dense in (self.query, self.key, self.value, self.output_projection):
+            dense.build(level_shape)
+        self.level_embeddings = self.add_weight(
+            name="level_embeddings",
+            shape=(self.num_levels, self.units),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        )
+        self.level_logits = self.add_weight(
+            name="level_logits", shape=(self.num_levels,), initializer="zeros"
+        )
+
+    def _to_grid(self, level, feature_map, training):
+        factor = self.pool_sizes[level]
+        x = feature_map
+        if factor > 1:
+            x = ops.average_pool(x, factor, strides=factor, padding="same")
+        x = self.projections[level](x)
+        x = self.projection_norms[level](x, training=training)
+        x = ops.relu(x)
+        if tuple(x.shape[1:3]) != self.grid_size:
+            x = ops.image.resize(x, self.grid_size, interpolation="bilinear")
+        return x
+
+    def call(self, inputs, training=None):
+        levels = [self._to_grid(s, f, training) for s, f in enumerate(inputs)]
+        # (B, H, W, L, d)
+        p = ops.stack(levels, axis=3) + ops.cast(self.level_embeddings, self.compute_dtype)
+        h = self.num_heads
+        q = self._split_heads(self.query(p))
+        k = self._split_heads(self.key(p))
+        v = self._split_heads(self.value(p))
+        scale = 1.0 / math.sqrt(self.key_units / h)
+        # (B, H, W, h, L_query, L_key), softmax over key levels in float32.
+        scores = ops.einsum("bxyhsc,bxyhtc->bxyhst", q, k)
+        weights = ops.softmax(ops.cast(scores, "float32") * scale, axis=-1)
+        weights = ops.cast(weights, self.compute_dtype)
+        r = ops.einsum("bxyhst,bxyhtc->bxyhsc", weights, v)
+        r = self._merge_heads(r)
+        reconstructed = p + self.output_projection(r)
+        beta = ops.cast(ops.softmax(ops.cast(self.level_logits, "float32")), self.compute_dtype)
+        return ops.einsum("bxysc,s->bxyc", reconstructed, beta)
+
+    def _split_heads(self, x):
+        # (B, H, W, L, c) -> (B, H, W, h, L, c / h)
+        shape = ops.shape(x)
+        x = ops.reshape(x, (-1, self.grid_size[0], self.grid_size[1], self.num_levels,
+                            self.num_heads, shape[-1] // self.num_heads))
+        return ops.transpose(x, (0, 1, 2, 4, 3, 5))
+
+    def _merge_heads(self, x):
+        x = ops.transpose(x, (0, 1, 2, 4, 3, 5))
+        return ops.reshape(x, (-1, self.grid_size[0], self.grid_size[1], self.num_levels,
+                               self.units))
+
+    def level_weights(self):
+        """beta = softmax(b), the learned weight of each level (numpy)."""
+        return ops.convert_to_numpy(ops.softmax(ops.cast(self.level_logits, "float32")))
+
+    def compute_output_shape(self, input_shape):
+        grid = input_shape[self.grid_index]
+        return (grid[0], grid[1], grid[2], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "num_heads": self.num_heads,
+                "key_units": self.key_units,
+                "grid_index": self.grid_index,
+            }
+        )
+        return config

@@ -1,0 +1,275 @@
+"""Per-image semantic graph over category-specific features, propagated by a GCN."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from mmdsr_keras.layers.weighted_cosine import (
+    multi_perspective_cosine,
+    sparse_row_normalized_adjacency,
+)
+
+GRAPH_MODES = ("dynamic", "static", "none")
+LEAKY_SLOPE = 0.2
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype="float64"), 1e-4, 1.0 - 1e-4)
+    return np.log(p / (1.0 - p))
+
+
+def _row_normalize_prior(prior):
+    # Rows with no mass keep a self-loop so that the blend's rows sum to 1.
+    prior = np.asarray(prior, dtype="float64")
+    sums = prior.sum(axis=1, keepdims=True)
+    eye = np.eye(prior.shape[0])
+    return np.where(sums > 0, prior / np.where(sums > 0, sums, 1.0), eye).astype("float32")
+
+
+def _as_list(array):
+    return None if array is None else np.asarray(array, dtype="float32").tolist()
+
+
+@keras.saving.register_keras_serializable(package="mmdsr_keras")
+class DynamicSemanticGCN(keras.layers.Layer):
+    """Dynamic semantic graph head: class maps, per-image graph, GCN, score fusion.
+
+    On the fused feature map Z (N = H x W positions):
+
+    1. Category-specific nodes. Class maps A = Conv1x1_C(Z) (bias initialised
+       to logit(pi), pi the label density); global logits s_m = max_p A(p);
+       alpha_c = softmax_p(A_c / T) with learned temperature (log T = 0 at
+       start); v_c = sum_p alpha_c(p) (Z W_v)(p); optionally V <- V + E W_e for
+       label word embeddings E.
+    2. Multi-perspective weighted cosine on centred nodes V~ = V - mean_c V
+       (without centring every v_c starts as the same global average and all
+       cosines are ~1):
+       S(i, j) = (1/K) sum_k <n(w_k * v~_i), n(w_k * v~_j)>,
+       S <- max(S, 0) * 1[S > eps],  A^ = S / (rowsum(S) + 1e-6).
+    3. Blend with the row-normalised static prior A0 (identity when none):
+       A_b = lambda A0 + (1 - lambda) A^.
+    4. Two GCN layers with residual:
+       H1 = LReLU(A_b V~ W1),  H = V + LReLU(A_b H1 W2)  (slope 0.2).
+    5. Graph logits s_r(c) = <u_c, H(c)> + b_c.
+    6. Logits = alpha s_m + (1 - alpha) s_r.
+
+    `graph_mode="static"` uses A_b = A0 (an ML-GCN-like fixed graph on the same
+    nodes); `"none"` skips propagation (H = V), the ablation without a graph.
+    The layer computes in float32 by default (pass `dtype` to override): in
+    bfloat16 the cosine's rounding error exceeds the spread of S.
+
+    Args:
+        num_classes: C.
+        node_units: node width d_v. Defaults to the input width d.
+        num_perspectives: K. Defaults to 8.
+        sparsity_threshold: eps in [0, 1). Defaults to 0.
+        prior_weight: lambda in [0, 1]. Defaults to 0.5.
+        trainable_prior_weight: learn lambda as sigmoid of a scalar initialised
+            at logit(prior_weight). Defaults to False.
+        global_weight: alpha in [0, 1]. Defaults to 0.5.
+        trainable_global_weight: learn alpha likewise. Defaults to False.
+        graph_mode: `"dynamic"`, `"static"` or `"none"`. Defaults to
+            `"dynamic"`.
+        label_prior: optional `(C, C)` static prior A0 (e.g. from
+            `mmdsr_keras.label_prior.ml_gcn_label_prior`); row-normalised here.
+        label_embeddings: optional `(C, e)` label word embeddings E.
+        label_density: pi, a float or a `(C,)` array of class frequencies.
+            Defaults to 0.05.
+        **kwargs: standard layer arguments.
+
+        return_details: return the tuple `(logits, class_attention
+            (batch, H, W, C), adjacency (batch, C, C), global_logits (batch,
+            C), graph_logits (batch, C))` instead of the logits alone (a
+            constructor argument because a Keras layer has one output
+            structure). Defaults to False.
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        inputs: `(batch, H, W, d)`.
+
+    Example:
+    >>> import numpy as np
+    >>> head = DynamicSemanticGCN(num_classes=5, num_perspectives=2)
+    >>> head(np.random.rand(2, 4, 4, 8)).shape
+    (2, 5)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        node_units=None,
+        num_perspectives=8,
+        sparsity_threshold=0.0,
+        prior_weight=0.5,
+        trainable_prior_weight=False,
+        global_weight=0.5,
+        trainable_global_weight=False,
+        graph_mode="dynamic",
+        label_prior=None,
+        label_embeddings=None,
+        label_density=0.05,
+        return_details=False,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if graph_mode not in GRAPH_MODES:
+            raise ValueError(
+                f"DynamicSemanticGCN: graph_mode={graph_mode!r}; expected one of {GRAPH_MODES}."
+            )
+        if not 0.0 <= sparsity_threshold < 1.0:
+            raise ValueError(
+                f"DynamicSemanticGCN: sparsity_threshold must be in [0, 1), got {sparsity_threshold}."
+            )
+        for name, value in (("prior_weight", prior_weight), ("global_weight", global_weight)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"DynamicSemanticGCN: {name} must be in [0, 1], got {value}.")
+        if label_prior is not None:
+            shape = np.shape(label_prior)
+            if shape != (num_classes, num_classes):
+                raise ValueError(
+                    f"label_prior has shape {shape}; expected (num_classes, num_classes) = "
+                    f"({num_classes}, {num_classes})."
+                )
+        if label_embeddings is not None:
+            shape = np.shape(label_embeddings)
+            if len(shape) != 2 or shape[0] != num_classes:
+                raise ValueError(
+                    f"label_embeddings has shape {shape}; expected (num_classes, embedding_dim) "
+                    f"= ({num_classes}, e)."
+                )
+        density = np.asarray(label_density, dtype="float64")
+        if density.shape not in ((), (num_classes,)):
+            raise ValueError(
+                f"label_density has shape {density.shape}; expected a float or ({num_classes},)."
+            )
+        self.num_classes = num_classes
+        self.node_units = node_units
+        self.num_perspectives = num_perspectives
+        self.sparsity_threshold = float(sparsity_threshold)
+        self.prior_weight = float(prior_weight)
+        self.trainable_prior_weight = trainable_prior_weight
+        self.global_weight = float(global_weight)
+        self.trainable_global_weight = trainable_global_weight
+        self.graph_mode = graph_mode
+        self.label_prior = _as_list(label_prior)
+        self.label_embeddings = _as_list(label_embeddings)
+        self.label_density = density.tolist()
+        self.return_details = return_details
+
+    def build(self, input_shape):
+        d = int(input_shape[-1])
+        dv = self.node_units or d
+        c = self.num_classes
+        glorot = keras.initializers.GlorotUniform
+        class_bias = np.broadcast_to(_logit(self.label_density), (c,)).astype("float32")
+        self.class_kernel = self.add_weight(name="class_kernel", shape=(d, c), initializer=glorot())
+        self.class_bias = self.add_weight(
+            name="class_bias", shape=(c,), initializer=keras.initializers.Constant(class_bias)
+        )
+        self.log_temperature = self.add_weight(name="log_temperature", shape=(), initializer="zeros")
+        self.value_kernel = self.add_weight(name="value_kernel", shape=(d, dv), initializer=glorot())
+        if self.label_embeddings is not None:
+            embeddings = np.asarray(self.label_embeddings, dtype="float32")
+            self.embeddings = self.add_weight(
+                name="label_embeddings", shape=embeddings.shape, trainable=False,
+                initializer=keras.initializers.Constant(embeddings),
+            )
+            self.embedding_kernel = self.add_weight(
+                name="embedding_kernel", shape=(embeddings.shape[1], dv), initializer=glorot()
+            )
+        prior = np.eye(c, dtype="float32") if self.label_prior is None else _row_normalize_prior(
+            self.label_prior
+        )
+        self.prior = self.add_weight(
+            name="prior", shape=(c, c), trainable=False,
+            initializer=keras.initializers.Constant(prior),
+        )
+        if self.graph_mode == "dynamic":
+            self.perspectives = self.add_weight(
+                name="perspectives", shape=(self.num_perspectives, dv), initializer=glorot()
+            )
+        if self.graph_mode != "none":
+            self.gcn_kernel_1 = self.add_weight(name="gcn_kernel_1", shape=(dv, dv), initializer=glorot())
+            self.gcn_kernel_2 = self.add_weight(name="gcn_kernel_2", shape=(dv, dv), initializer=glorot())
+        self.graph_kernel = self.add_weight(name="graph_kernel", shape=(c, dv), initializer=glorot())
+        self.graph_bias = self.add_weight(
+            name="graph_bias", shape=(c,), initializer=keras.initializers.Constant(class_bias)
+        )
+        if self.trainable_prior_weight:
+            self.prior_weight_logit = self.add_weight(
+                name="prior_weight_logit", shape=(),
+                initializer=keras.initializers.Constant(float(_logit(self.prior_weight))),
+            )
+        if self.trainable_global_weight:
+            self.global_weight_logit = self.add_weight(
+                name="global_weight_logit", shape=(),
+                initializer=keras.initializers.Constant(float(_logit(self.global_weight))),
+            )
+
+    def blend_weights(self):
+        """The (lambda, alpha) in use, as float32 tensors."""
+        lam = (ops.sigmoid(self.prior_weight_logit) if self.trainable_prior_weight
+               else ops.convert_to_tensor(self.prior_weight, "float32"))
+        alpha = (ops.sigmoid(self.global_weight_logit) if self.trainable_global_weight
+                 else ops.convert_to_tensor(self.global_weight, "float32"))
+        return lam, alpha
+
+    def call(self, inputs):
+        dtype = self.compute_dtype
+        height, width = inputs.shape[1], inputs.shape[2]
+        z = ops.cast(inputs, dtype)
+        z = ops.reshape(z, (-1, height * width, z.shape[-1]))
+        class_maps = ops.matmul(z, self.class_kernel) + self.class_bias  # (B, N, C)
+        global_logits = ops.max(class_maps, axis=1)
+        attention = ops.softmax(class_maps / ops.exp(self.log_temperature), axis=1)
+        values = ops.matmul(z, self.value_kernel)  # (B, N, dv)
+        nodes = ops.einsum("bnc,bnv->bcv", attention, values)
+        if self.label_embeddings is not None:
+            nodes = nodes + ops.matmul(self.embeddings, self.embedding_kernel)
+        centred = nodes - ops.mean(nodes, axis=1, keepdims=True)
+        lam, alpha = self.blend_weights()
+        if self.graph_mode == "dynamic":
+            similarity = multi_perspective_cosine(centred, self.perspectives)
+            dynamic = sparse_row_normalized_adjacency(similarity, self.sparsity_threshold)
+            adjacency = lam * self.prior + (1.0 - lam) * dynamic
+        else:
+            adjacency = ops.broadcast_to(
+                self.prior, (ops.shape(nodes)[0], self.num_classes, self.num_classes)
+            )
+        if self.graph_mode == "none":
+            hidden = nodes
+        else:
+            h1 = ops.leaky_relu(
+                ops.matmul(ops.matmul(adjacency, centred), self.gcn_kernel_1), LEAKY_SLOPE
+            )
+            hidden = nodes + ops.leaky_relu(
+                ops.matmul(ops.matmul(adjacency, h1), self.gcn_kernel_2), LEAKY_SLOPE
+            )
+        graph_logits = ops.sum(hidden * self.graph_kernel, axis=-1) + self.graph_bias
+        logits = alpha * global_logits + (1.0 - alpha) * graph_logits
+        if not self.return_details:
+            return logits
+        attention = ops.reshape(attention, (-1, height, width, self.num_classes))
+        return logits, attention, adjacency, global_logits, graph_logits
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "node_units": self.node_units,
+                "num_perspectives": self.num_perspectives,
+                "sparsity_threshold": self.sparsity_threshold,
+                "prior_weight": self.prior_weight,
+                "trainable_prior_weight": self.trainable_prior_weight,
+                "global_weight": self.global_weight,
+                "trainable_global_weight": self.trainable_global_weight,
+                "graph_mode": self.graph_mode,
+                "label_prior": self.label_prior,
+                "label_embeddings": self.label_embeddings,
+                "label_density": self.label_density,
+                "return_details": self.return_details,
+            }
+        )
+        return config
