@@ -7,6 +7,6 @@ from mmdsr_keras.label_prior import (
     ml_gcn_label_prior,
     symmetric_normalize,
 )
-from mmdsr_keras.models import build_explainer, build_mmdsr, class_names_of
+from mmdsr_keras.models import build_baseline, build_explainer, build_mmdsr, class_names_of
 
 __version__ = "0.1.0"
