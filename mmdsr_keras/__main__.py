@@ -1,0 +1,7 @@
+"""`python -m mmdsr_keras` is `mmdsr-keras`."""
+
+import sys
+
+from mmdsr_keras.cli import main
+
+sys.exit(main())

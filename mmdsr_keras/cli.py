@@ -1,0 +1,116 @@
+"""`mmdsr-keras`: train, evaluate, predict (and export) from the command line.
+
+`mmdsr-keras train` with no arguments trains a small MMDSR on the generated
+`shapes` dataset, offline, and prints the metric table.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+def _add_data_arguments(p, inherit=False):
+    # With inherit=True (evaluate), unset options come from the run's own config.
+    default = (lambda value: None) if inherit else (lambda value: value)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=default("shapes"),
+                   help="shapes | coco-json | voc-devkit | csv | folder | voc2007 | coco2014")
+    g.add_argument("--num-images", type=int,
+                   help="shapes: training images to generate (validation gets a quarter)")
+    g.add_argument("--images", help="coco-json: the images folder")
+    g.add_argument("--annotations", help="coco-json: the instances JSON")
+    g.add_argument("--val-images", help="coco-json: a separate validation images folder")
+    g.add_argument("--val-annotations", help="coco-json: a separate validation JSON")
+    g.add_argument("--root", help="voc-devkit / folder: the dataset root")
+    g.add_argument("--csv", help="csv: the label CSV file")
+    g.add_argument("--data-dir", help="voc2007 / coco2014: the tensorflow-datasets data dir")
+    g.add_argument("--manual-dir", help="voc2007 / coco2014: folder holding the archives")
+    g.add_argument("--val-fraction", type=float, default=default(0.2),
+                   help="held-out share when the source has no validation split (default 0.2)")
+    g.add_argument("--drop-unlabeled", action="store_true", default=default(False),
+                   help="coco-json: drop images without any annotation (default: keep)")
+    g.add_argument("--on-error", choices=("skip", "raise"), default=default("skip"),
+                   help="a missing or corrupt image: skip with a warning, or fail")
+
+
+def _add_model_arguments(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="mmdsr", choices=("mmdsr", "gap", "gmp", "mlgcn"))
+    g.add_argument("--backbone")
+    g.add_argument("--weights", help="imagenet | none | PATH to a local weights file")
+    g.add_argument("--image-size", type=int)
+    g.add_argument("--freeze-backbone", action="store_true")
+    g.add_argument("--units", type=int, help="working width d")
+    g.add_argument("--num-perspectives", type=int, default=8)
+    g.add_argument("--sparsity-threshold", type=float, default=0.0)
+    g.add_argument("--prior-weight", type=float, default=0.5)
+    g.add_argument("--global-weight", type=float, default=0.5)
+    g.add_argument("--num-heads", type=int, default=4)
+    g.add_argument("--reduction", type=int, default=4)
+    g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))
+    g.add_argument("--no-cross-layer", action="store_true")
+    g.add_argument("--no-dual-branch", action="store_true")
+
+
+def _add_training_arguments(p):
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="head learning rate")
+    g.add_argument("--backbone-lr-multiplier", type=float,
+                   help="backbone lr = head lr x this (default 0.1; 1.0 when training from scratch)")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--clip-norm", type=float, default=10.0)
+    g.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
+    g.add_argument("--step-epochs", type=int, nargs="*", default=[])
+    g.add_argument("--warmup-epochs", type=float, default=1.0)
+    g.add_argument("--loss", default="bce", choices=("bce", "asl", "focal"))
+    g.add_argument("--mixed-precision", choices=("float16", "bfloat16"))
+    g.add_argument("--xla", choices=("auto", "on", "off"), default="auto")
+    g.add_argument("--distribution", choices=("none", "mirrored", "data-parallel"), default="none")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--runs-dir", default="runs")
+    g.add_argument("--name", help="run folder name prefix (default: the dataset)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="mmdsr-keras", description="MMDSR multi-label image classification (Keras 3)."
+    )
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser("train", help="train a model (default: MMDSR on shapes)")
+    _add_data_arguments(train)
+    _add_model_arguments(train)
+    _add_training_arguments(train)
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained model on a dataset")
+    evaluate.add_argument("model_path", help="a run folder or a .keras file")
+    _add_data_arguments(evaluate, inherit=True)
+    evaluate.add_argument("--split", default="val", help="which split of --dataset (default val)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--out", help="report folder (default: a new folder in the run)")
+    predict = sub.add_parser("predict", help="label images and draw attention maps and graphs")
+    predict.add_argument("model_path", help="a run folder or a .keras file")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--out", help="output folder (default: a new folder in the run)")
+    export = sub.add_parser("export", help="export a SavedModel for TF Serving")
+    export.add_argument("model_path", help="a run folder or a .keras file")
+    export.add_argument("--out", required=True, help="the TF Serving model base folder")
+    export.add_argument("--top-k", type=int, default=5)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args = build_parser().parse_args(["train"] + list(argv or []))
+    # Imported here so `mmdsr-keras --help` is instant.
+    from mmdsr_keras import commands
+
+    return getattr(commands, f"run_{args.command}")(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

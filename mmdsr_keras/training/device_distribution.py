@@ -1,0 +1,45 @@
+"""Multi-device data parallelism: TF MirroredStrategy or Keras DataParallel (JAX)."""
+
+import contextlib
+
+import keras
+
+DISTRIBUTIONS = ("none", "mirrored", "data-parallel")
+
+
+@contextlib.contextmanager
+def distribution_scope(kind="none"):
+    """Context in which to build and compile the model for `kind` of parallelism.
+
+    - `"mirrored"`: `tf.distribute.MirroredStrategy` over every visible device
+      (TensorFlow backend); each global batch is split across replicas.
+    - `"data-parallel"`: `keras.distribution.DataParallel` over every device
+      (JAX backend).
+
+    Example:
+    >>> with distribution_scope("none"):
+    ...     pass
+    """
+    backend = keras.backend.backend()
+    if kind == "none":
+        yield None
+    elif kind == "mirrored":
+        if backend != "tensorflow":
+            raise ValueError(f"--distribution mirrored needs KERAS_BACKEND=tensorflow, not {backend}.")
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        with strategy.scope():
+            yield strategy
+    elif kind == "data-parallel":
+        if backend != "jax":
+            raise ValueError(f"--distribution data-parallel needs KERAS_BACKEND=jax, not {backend}.")
+        distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(distribution)
+        try:
+            yield distribution
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        raise ValueError(f"distribution={kind!r}; expected one of {DISTRIBUTIONS}.")

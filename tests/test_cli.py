@@ -1,0 +1,76 @@
+"""The `mmdsr-keras` command line, end to end on a tiny shapes run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmdsr_keras.cli import main
+
+TINY = ["--num-images", "48", "--epochs", "2", "--batch-size", "16", "--image-size", "64",
+        "--units", "16", "--num-heads", "2", "--warmup-epochs", "0"]
+
+
+def _run_folders(root):
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--runs-dir", str(root), *TINY]) == 0
+    (run,) = _run_folders(root)
+    return run
+
+
+def test_train_writes_a_complete_run(trained_run):
+    for name in ("config.json", "model.keras", "log.csv", "checkpoints/epoch_001.weights.h5",
+                 "checkpoints/epoch_002.weights.h5", "report/metrics.json",
+                 "report/pr_curves.png", "report/per_class_ap.png"):
+        assert (trained_run / name).exists(), name
+    metrics = json.loads((trained_run / "report" / "metrics.json").read_text())
+    assert 0 <= metrics["mAP"] <= 100
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["arguments"]["dataset"] == "shapes" and config["training"]["epochs"] == 2
+
+
+def test_evaluate_reproduces_metrics(trained_run):
+    assert main(["evaluate", str(trained_run)]) == 0
+    original = json.loads((trained_run / "report" / "metrics.json").read_text())
+    again = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
+    for key in ("mAP", "CF1", "OF1", "CP", "OP"):
+        assert again[key] == pytest.approx(original[key], abs=1e-6), key
+
+
+def test_predict_draws_figures(trained_run, tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"image_{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (50, 70, 3), np.uint8)).save(path)
+        paths.append(str(path))
+    out = tmp_path / "predictions"
+    assert main(["predict", str(trained_run), *paths, "--out", str(out), "--top-k", "3"]) == 0
+    result = json.loads((out / "predictions.json").read_text())
+    assert [len(r["top"]) for r in result] == [3, 3]
+    assert (out / "image_0.png").stat().st_size > 1000
+
+
+def test_a_second_run_never_reuses_a_folder(tmp_path):
+    for _ in range(2):
+        assert main(["train", "--runs-dir", str(tmp_path), *TINY, "--epochs", "1"]) == 0
+    assert len(_run_folders(tmp_path)) == 2
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a run folder"):
+        main(["train", "--resume", str(tmp_path)])
+
+
+def test_module_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "mmdsr_keras", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "train" in out and "evaluate" in out and "predict" in out
