@@ -10,7 +10,8 @@ import pytest
 from mmdsr_keras.cli import main
 
 TINY = ["--num-images", "48", "--epochs", "2", "--batch-size", "16", "--image-size", "64",
-        "--units", "16", "--num-heads", "2", "--warmup-epochs", "0"]
+        "--backbone", "mobilenet_0.25", "--weights", "none", "--units", "16", "--num-heads", "2",
+        "--warmup-epochs", "0"]
 
 
 def _run_folders(root):

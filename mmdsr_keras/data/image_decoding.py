@@ -5,7 +5,7 @@ grayscale and palette images come out as 3-channel RGB). TensorFlow ignores
 the EXIF orientation tag, so the orientation is read separately — once per
 file by `scan_image_file` (header only, cheap) or per example from the bytes
 by `inspect_encoded_image` — and applied with `apply_exif_orientation`.
-Formats TensorFlow cannot decode (TIFF, WebP, 16-bit PNG, ...) go through
+Formats TensorFlow cannot decode (TIFF, WebP, ...) go through
 PIL inside `tf.numpy_function`; they are rare, so its GIL cost is acceptable.
 """
 
@@ -20,9 +20,6 @@ EXIF_ORIENTATION_TAG = 0x0112
 # Formats (as PIL names them) that tf.io.decode_image reads correctly. MPO is
 # a camera JPEG with extra frames appended; TF decodes its first frame.
 TF_DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP"})
-# Modes TF would silently misread (16-bit / float samples): decode with PIL to
-# match what PIL's `convert("RGB")` (and so ML-GCN) produces.
-PIL_ONLY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 class ImageReadError(OSError):
@@ -47,9 +44,18 @@ class ImageFileInfo:
     orientation: int = 1
 
 
+def _as_bytes(encoded):
+    # tf.numpy_function hands a string scalar over as a 0-d object array.
+    if isinstance(encoded, np.ndarray):
+        encoded = encoded.item()
+    return bytes(encoded)
+
+
 def _header_facts(image):
     """(use_pil, orientation) of an opened PIL image, header only."""
-    use_pil = image.format not in TF_DECODABLE_FORMATS or image.mode in PIL_ONLY_MODES
+    # 16-bit PNGs stay on the TF path on purpose: TF scales them to 8 bits,
+    # while PIL's convert("RGB") clips every value above 255 to white.
+    use_pil = image.format not in TF_DECODABLE_FORMATS
     orientation = 1
     if not use_pil:
         try:
@@ -98,11 +104,12 @@ def inspect_encoded_image(encoded):
         `(np.bool_, np.int32)`.
 
     Example:
-    >>> inspect_encoded_image(b"not an image")
+    >>> use_pil, orientation = inspect_encoded_image(b"not an image")
+    >>> bool(use_pil), int(orientation)
     (False, 1)
     """
     try:
-        with Image.open(io.BytesIO(bytes(encoded))) as image:
+        with Image.open(io.BytesIO(_as_bytes(encoded))) as image:
             use_pil, orientation = _header_facts(image)
     except Exception:
         use_pil, orientation = False, 1
@@ -124,7 +131,7 @@ def decode_with_pil(encoded):
     >>> decode_with_pil(buffer.getvalue()).shape
     (2, 4, 3)
     """
-    with Image.open(io.BytesIO(bytes(encoded))) as image:
+    with Image.open(io.BytesIO(_as_bytes(encoded))) as image:
         image = ImageOps.exif_transpose(image)
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 

@@ -65,6 +65,9 @@ def prepare_tfds_builder(
     if builder.is_prepared():
         return builder
     config = download_config or tfds.download.DownloadConfig()
+    if not download:
+        # Otherwise tfds first asks Google Cloud Storage for a prepared copy.
+        config = config.replace(try_download_gcs=False)
     if manual_dir is not None:
         config = config.replace(manual_dir=os.fspath(manual_dir))
     manual = os.fspath(config.manual_dir or _default_manual_dir(builder))

@@ -96,7 +96,7 @@ class CrossLayerAttention(keras.layers.Layer):
             norm.build(pooled[:-1] + (self.units,))
             self.projections.append(conv)
             self.projection_norms.append(norm)
-        level_shape = (None, None, None, self.num_levels, self.units)
+        level_shape = (None, self.num_levels, self.units)
         self.query = keras.layers.Dense(
             self.key_units, use_bias=False, dtype=self.dtype_policy, name="query"
         )
@@ -134,34 +134,29 @@ class CrossLayerAttention(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         levels = [self._to_grid(s, f, training) for s, f in enumerate(inputs)]
-        # (B, H, W, L, d)
+        grid_h, grid_w = self.grid_size
+        # Every position is an independent sequence of L level vectors; folding
+        # positions into the batch keeps every product 4-D (LiteRT-friendly).
         p = ops.stack(levels, axis=3) + ops.cast(self.level_embeddings, self.compute_dtype)
-        h = self.num_heads
+        p = ops.reshape(p, (-1, self.num_levels, self.units))  # (B*H*W, L, d)
         q = self._split_heads(self.query(p))
         k = self._split_heads(self.key(p))
         v = self._split_heads(self.value(p))
-        scale = 1.0 / math.sqrt(self.key_units / h)
-        # (B, H, W, h, L_query, L_key), softmax over key levels in float32.
-        scores = ops.einsum("bxyhsc,bxyhtc->bxyhst", q, k)
+        scale = 1.0 / math.sqrt(self.key_units / self.num_heads)
+        # (M, h, L_query, L_key); softmax over key levels in float32.
+        scores = ops.einsum("mhsc,mhtc->mhst", q, k)
         weights = ops.softmax(ops.cast(scores, "float32") * scale, axis=-1)
-        weights = ops.cast(weights, self.compute_dtype)
-        r = ops.einsum("bxyhst,bxyhtc->bxyhsc", weights, v)
-        r = self._merge_heads(r)
+        r = ops.einsum("mhst,mhtc->mhsc", ops.cast(weights, self.compute_dtype), v)
+        r = ops.reshape(ops.transpose(r, (0, 2, 1, 3)), (-1, self.num_levels, self.units))
         reconstructed = p + self.output_projection(r)
         beta = ops.cast(ops.softmax(ops.cast(self.level_logits, "float32")), self.compute_dtype)
-        return ops.einsum("bxysc,s->bxyc", reconstructed, beta)
+        fused = ops.einsum("msc,s->mc", reconstructed, beta)
+        return ops.reshape(fused, (-1, grid_h, grid_w, self.units))
 
     def _split_heads(self, x):
-        # (B, H, W, L, c) -> (B, H, W, h, L, c / h)
-        shape = ops.shape(x)
-        x = ops.reshape(x, (-1, self.grid_size[0], self.grid_size[1], self.num_levels,
-                            self.num_heads, shape[-1] // self.num_heads))
-        return ops.transpose(x, (0, 1, 2, 4, 3, 5))
-
-    def _merge_heads(self, x):
-        x = ops.transpose(x, (0, 1, 2, 4, 3, 5))
-        return ops.reshape(x, (-1, self.grid_size[0], self.grid_size[1], self.num_levels,
-                               self.units))
+        # (M, L, c) -> (M, h, L, c / h)
+        x = ops.reshape(x, (-1, self.num_levels, self.num_heads, x.shape[-1] // self.num_heads))
+        return ops.transpose(x, (0, 2, 1, 3))
 
     def level_weights(self):
         """beta = softmax(b), the learned weight of each level (numpy)."""
