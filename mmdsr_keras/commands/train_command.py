@@ -97,12 +97,22 @@ def run_train(args):
         model = build_model(args, train)
         steps = steps_per_epoch(len(train), config.batch_size)
         compile_for_training(model, config, steps)
-    train_data = train.to_tf_dataset(args.image_size, config.batch_size, training=True,
-                                     seed=config.seed, on_error=args.on_error)
+    def train_data(first_epoch, stop_epoch):
+        return train.to_tf_dataset(args.image_size, config.batch_size, training=True,
+                                   seed=config.seed, on_error=args.on_error,
+                                   epochs=(first_epoch, stop_epoch))
+
+    if train.tfds_source is not None:
+        # TFDS records stream through a shuffle buffer: resumption restores
+        # weights, optimizer and epoch, but not the exact order of examples.
+        train_data = train.to_tf_dataset(args.image_size, config.batch_size, training=True,
+                                         seed=config.seed, on_error=args.on_error)
+        steps = None
+
     val_data = val.to_tf_dataset(args.image_size, config.batch_size, with_ignore_mask=True,
                                  on_error=args.on_error)
     val_map = MeanAveragePrecisionCallback(val_data)
-    fit(model, train_data, None, run, config, callbacks=[val_map])
+    fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
     model.save(run.file(MODEL_FILE))
     metrics = evaluate_and_report(model, val_data, val.class_names, run.new_subdir("report"))
     print(f"Model: {run.file(MODEL_FILE)}")

@@ -29,14 +29,23 @@ AUTOTUNE = tf.data.AUTOTUNE
 TFDS_SHUFFLE_BUFFER = 2048
 
 
-def _shuffled_rows(count, shuffle, seed):
+def _shuffled_rows(count, shuffle, seed, epoch=None):
+    if epoch is not None:
+        # Epoch-indexed streams: the order of epoch e is a pure function of
+        # (seed, e), so a resumed run sees exactly the epochs it missed.
+        rows = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            rows = tf.random.experimental.stateless_shuffle(
+                rows, seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+            )
+        return tf.data.Dataset.from_tensor_slices(rows)
     rows = tf.data.Dataset.range(count)
     if shuffle:
         rows = rows.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
     return rows
 
 
-def _memory_elements(dataset, shuffle, seed):
+def _memory_elements(dataset, shuffle, seed, epoch=None):
     images = tf.constant(dataset.images)
     labels = tf.constant(dataset.labels)
     masks = tf.constant(dataset.ignore_mask)
@@ -48,12 +57,12 @@ def _memory_elements(dataset, shuffle, seed):
             "ignore_mask": tf.gather(masks, row),
         }
 
-    return _shuffled_rows(len(dataset), shuffle, seed).map(
+    return _shuffled_rows(len(dataset), shuffle, seed, epoch).map(
         element, num_parallel_calls=AUTOTUNE
     )
 
 
-def _file_elements(dataset, shuffle, seed, on_error):
+def _file_elements(dataset, shuffle, seed, on_error, epoch=None):
     infos = dataset.scan_images()
     keep = []
     for row, info in enumerate(infos):
@@ -83,7 +92,7 @@ def _file_elements(dataset, shuffle, seed, on_error):
         encoded = tf.io.read_file(element["name"])
         return decode_image(encoded, element["use_pil"], element["orientation"])
 
-    rows = _shuffled_rows(len(keep), shuffle, seed).map(element)
+    rows = _shuffled_rows(len(keep), shuffle, seed, epoch).map(element)
     return _decode_or_report(rows, decode, on_error)
 
 
@@ -189,6 +198,7 @@ def build_input_pipeline(
     shuffle=False,
     augment=False,
     crop=None,
+    epochs=None,
 ):
     """Builds the batched `tf.data.Dataset` for a `MultiLabelDataset`.
 
@@ -205,6 +215,13 @@ def build_input_pipeline(
         augment: MultiScaleCrop + random flip instead of a plain resize.
             Defaults to False.
         crop: the `MultiScaleCrop` to use. Defaults to None (the field's).
+        epochs: `(first, stop)`: one stream holding epochs first..stop-1 back
+            to back, each shuffled and augmented as a pure function of
+            (seed, epoch) and batched on its own (use with `steps_per_epoch`);
+            resuming at epoch k with `(k, stop)` replays exactly what an
+            uninterrupted run sees. Not for TFDS sources (their shuffle is a
+            streaming buffer). Defaults to None: one epoch, reshuffled on
+            each iteration.
 
     Returns:
         `tf.data.Dataset` of `(images, labels)` or `(images, labels, mask)`.
@@ -220,12 +237,15 @@ def build_input_pipeline(
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}.")
     image_size = int(image_size)
-    if dataset.images is not None:
-        elements = _memory_elements(dataset, shuffle, seed)
-    elif dataset.paths is not None:
-        elements = _file_elements(dataset, shuffle, seed, on_error)
-    else:
-        elements = _tfds_elements(dataset, shuffle, seed, on_error)
+    def elements_for(epoch=None):
+        if dataset.images is not None:
+            return _memory_elements(dataset, shuffle, seed, epoch)
+        if dataset.paths is not None:
+            return _file_elements(dataset, shuffle, seed, on_error, epoch)
+        if epoch is not None:
+            raise ValueError("epochs=(first, stop) streams need in-memory or file datasets, "
+                             "not a TFDS source.")
+        return _tfds_elements(dataset, shuffle, seed, on_error)
 
     crop = crop or MultiScaleCrop()
     num_classes = dataset.num_classes
@@ -255,12 +275,23 @@ def build_input_pipeline(
         )
         return finish(element, image)
 
-    if augment:
-        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        batches = tf.data.Dataset.zip((elements, randoms)).map(
-            augmented, num_parallel_calls=AUTOTUNE
-        )
+    def one_epoch(epoch=None):
+        elements = elements_for(epoch)
+        if augment:
+            if epoch is None:
+                randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            else:
+                randoms = tf.data.Dataset.range(2**62).map(lambda i: epoch * 1_000_003 + i)
+            batches = tf.data.Dataset.zip((elements, randoms)).map(
+                augmented, num_parallel_calls=AUTOTUNE
+            )
+        else:
+            batches = elements.map(resized, num_parallel_calls=AUTOTUNE)
+        return batches.batch(batch_size, drop_remainder=False, num_parallel_calls=AUTOTUNE)
+
+    if epochs is None:
+        batches = one_epoch()
     else:
-        batches = elements.map(resized, num_parallel_calls=AUTOTUNE)
-    batches = batches.batch(batch_size, drop_remainder=False, num_parallel_calls=AUTOTUNE)
+        first, stop = (int(e) for e in epochs)
+        batches = tf.data.Dataset.range(first, stop).flat_map(one_epoch)
     return batches.prefetch(AUTOTUNE)

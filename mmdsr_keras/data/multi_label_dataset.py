@@ -209,6 +209,7 @@ class MultiLabelDataset:
         on_error="skip",
         shuffle=None,
         augment=None,
+        epochs=None,
     ):
         """The input pipeline: batches of raw RGB images and their labels.
 
@@ -235,6 +236,9 @@ class MultiLabelDataset:
                 fewer than N examples: evaluate against the labels it yields.
             shuffle: override the shuffling. Defaults to None (= training).
             augment: override the augmentation. Defaults to None (= training).
+            epochs: `(first, stop)` for one stream of epochs first..stop-1,
+                each a pure function of (seed, epoch), for exact resumption
+                (see `build_input_pipeline`). Defaults to None.
 
         Returns:
             `tf.data.Dataset` of `(images, labels)` or, with
@@ -252,4 +256,5 @@ class MultiLabelDataset:
             on_error=on_error,
             shuffle=training if shuffle is None else shuffle,
             augment=training if augment is None else augment,
+            epochs=epochs,
         )

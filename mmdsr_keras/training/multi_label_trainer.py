@@ -141,10 +141,12 @@ def completed_epochs(run_dir):
     if not metadata.is_file():
         return 0
     with open(metadata) as f:
-        return int(json.load(f).get("epoch", -1)) + 1
+        # BackupAndRestore records the number of finished epochs.
+        return int(json.load(f).get("epoch", 0))
 
 
-def fit(model, train_data, val_data, run_dir, config, callbacks=(), verbose=1):
+def fit(model, train_data, val_data, run_dir, config, callbacks=(), verbose=1,
+        steps_per_epoch=None):
     """Trains with per-epoch checkpoints, resumable backups and logs in `run_dir`.
 
     Writes `checkpoints/epoch_NNN.weights.h5` each epoch, `backup/` (model,
@@ -152,31 +154,45 @@ def fit(model, train_data, val_data, run_dir, config, callbacks=(), verbose=1):
     `log.csv` and `tensorboard/`. Put callbacks that add metrics to the epoch
     logs (e.g. the val mAP callback) in `callbacks`: they run first.
 
+    For an exact resumption pass `train_data` as a function
+    `(first_epoch, stop_epoch) -> dataset` giving the epochs back to back,
+    each a pure function of its index (`MultiLabelDataset.to_tf_dataset(...,
+    epochs=(first, stop))`), with `steps_per_epoch`: a resumed run then sees
+    the same batches, augmentations and optimizer state as one that was
+    never interrupted.
+
     Args:
         model: a compiled model.
-        train_data, val_data: datasets for `model.fit` (val may be None).
+        train_data: a dataset, or a function of `(first_epoch, stop_epoch)`.
+        val_data: validation data for `model.fit` (may be None).
         run_dir: a `RunDirectory`.
         config: the `TrainingConfig`.
         callbacks: callbacks run before the trainer's own.
         verbose: Keras verbosity. Defaults to 1 (progress bars).
+        steps_per_epoch: batches per epoch (required with a function).
 
     Returns:
         The Keras `History`.
     """
+    if callable(train_data):
+        if not steps_per_epoch:
+            raise ValueError("fit: a train_data function needs steps_per_epoch.")
+        train_data = train_data(completed_epochs(run_dir), config.epochs)
     own = [
-        keras.callbacks.BackupAndRestore(str(run_dir.file(BACKUP_DIR, ".keep").parent),
-                                         save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(str(run_dir.subdir(BACKUP_DIR)), save_freq="epoch",
+                                         delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(run_dir.file("checkpoints", "epoch_{epoch:03d}.weights.h5")),
             save_weights_only=True,
         ),
         keras.callbacks.CSVLogger(str(run_dir.file("log.csv")), append=True),
-        keras.callbacks.TensorBoard(str(run_dir.file("tensorboard", ".keep").parent)),
+        keras.callbacks.TensorBoard(str(run_dir.subdir("tensorboard"))),
     ]
     return model.fit(
         train_data,
         validation_data=val_data,
         epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
         callbacks=list(callbacks) + own,
         verbose=verbose,
     )

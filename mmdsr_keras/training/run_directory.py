@@ -58,6 +58,12 @@ class RunDirectory:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
+    def subdir(self, *parts):
+        """A folder inside the run (created if missing)."""
+        target = self.path.joinpath(*parts)
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
     def write_config(self, config):
         with open(self.file(CONFIG_FILE), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True, default=str)
