@@ -75,3 +75,16 @@ def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "mmdsr_keras", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "train" in out and "evaluate" in out and "predict" in out
+
+
+def test_export_writes_a_serving_version(trained_run, tmp_path):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the export tests run on TensorFlow")
+    out = tmp_path / "export"
+    for version in ("1", "2"):
+        assert main(["export", str(trained_run), "--out", str(out)]) == 0
+        assert (out / version / "saved_model.pb").is_file()
+        labels = (out / version / "assets" / "labels.txt").read_text().split("\n")
+        assert labels[:2] == ["circle", "square"]
