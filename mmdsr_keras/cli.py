@@ -99,6 +99,11 @@ def build_parser():
     export.add_argument("model_path", help="a run folder or a .keras file")
     export.add_argument("--out", required=True, help="the TF Serving model base folder")
     export.add_argument("--top-k", type=int, default=5)
+    tune = sub.add_parser("tune", help="search MMDSR hyperparameters with KerasTuner (val mAP)")
+    _add_data_arguments(tune)
+    from mmdsr_keras.tuning.tune_arguments import add_tune_arguments
+
+    add_tune_arguments(tune)
     return parser
 
 
