@@ -25,7 +25,8 @@ prior without the per-image graph). A head may carry `build_mmdsr` options:
 
 Usage (the default: coco-mini beside the checkout, a seeded 80/20 split):
 
-    python bench/quality.py
+    python bench/quality.py                 # head lr 0.1, ML-GCN's recipe
+    python bench/quality.py --lr 1.0        # MMDSR needs it on a budget this small (BENCHMARKS.md)
     python bench/quality.py --heads gap mmdsr --seeds 0 --frozen-epochs 1 --finetune-epochs 1
     python bench/quality.py --train-json train.json --train-images train/ \
         --val-json val.json --val-images val/

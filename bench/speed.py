@@ -13,6 +13,10 @@ step time. Heads:
 - `mmdsr`, and its ablations `no_cross_layer`, `no_dual_branch`, `no_graph`:
   the cost of a module is the MMDSR step time minus that of its ablation.
 
+`--xla off on` (the default) times every head without XLA, then the floor
+and MMDSR with it; on a CPU XLA is much slower for depthwise backbones
+(Keras' `jit_compile="auto"` leaves it off there). JAX always uses XLA.
+
 Peak memory of a training step (`--memory-heads`) is measured per head in a
 fresh subprocess: on a GPU the framework's peak allocation, on the CPU the
 growth of the process' peak resident memory over its size before the model
@@ -272,7 +276,7 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", choices=("infer", "train"),
                         default=["infer", "train"])
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--xla", nargs="+", choices=("on", "off"), default=["on", "off"],
+    parser.add_argument("--xla", nargs="+", choices=("on", "off"), default=["off", "on"],
                         help="first: all heads; further settings: --xla-heads only")
     parser.add_argument("--xla-heads", nargs="+", default=["floor", "mmdsr"])
     parser.add_argument("--mixed-precision", choices=("float16", "bfloat16"))
