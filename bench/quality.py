@@ -111,8 +111,8 @@ def build_head_model(head, options, train, args, freeze):
     return build_mmdsr(**common, **kwargs)
 
 
-def score(model, val_data, columns=None):
-    scores, labels, masks = predict_scores(model, val_data)
+def score(scores, labels, masks, columns=None):
+    """ML-GCN metrics of `scores`, on all classes or on `columns` only."""
     if columns is not None:
         scores, labels, masks = scores[:, columns], labels[:, columns], masks[:, columns]
     meter = AveragePrecisionMeter()
@@ -145,11 +145,13 @@ def run_one(spec, seed, train, val, args):
     model.get_layer("backbone").trainable = True
     losses += train_phase(model, train, args, seed, args.finetune_epochs, args.lr * 0.1,
                           args.frozen_epochs)
-    val_data = val.to_tf_dataset(args.image_size, args.batch_size, with_ignore_mask=True)
+    # One pass over the validation images serves both views.
+    predictions = predict_scores(
+        model, val.to_tf_dataset(args.image_size, args.batch_size, with_ignore_mask=True))
     result = {
         "head": spec, "seed": seed, "losses": losses,
-        "coco80": score(model, val_data),
-        "voc20": score(model, val_data, voc_columns(val.class_names)),
+        "coco80": score(*predictions),
+        "voc20": score(*predictions, columns=voc_columns(val.class_names)),
         "params": int(model.count_params()),
         "seconds": time.perf_counter() - started,
     }
