@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mmdsr_keras.label_prior import row_normalize
 from mmdsr_keras.layers.weighted_cosine import (
     multi_perspective_cosine,
     sparse_row_normalized_adjacency,
@@ -16,14 +17,6 @@ LEAKY_SLOPE = 0.2
 def _logit(p):
     p = np.clip(np.asarray(p, dtype="float64"), 1e-4, 1.0 - 1e-4)
     return np.log(p / (1.0 - p))
-
-
-def _row_normalize_prior(prior):
-    # Rows with no mass keep a self-loop so that the blend's rows sum to 1.
-    prior = np.asarray(prior, dtype="float64")
-    sums = prior.sum(axis=1, keepdims=True)
-    eye = np.eye(prior.shape[0])
-    return np.where(sums > 0, prior / np.where(sums > 0, sums, 1.0), eye).astype("float32")
 
 
 def _as_list(array):
@@ -45,9 +38,16 @@ class DynamicSemanticGCN(keras.layers.Layer):
        (without centring every v_c starts as the same global average and all
        cosines are ~1):
        S(i, j) = (1/K) sum_k <n(w_k * v~_i), n(w_k * v~_j)>,
-       S <- max(S, 0) * 1[S > eps],  A^ = S / (rowsum(S) + 1e-6).
+       n(x) = x / sqrt(|x|^2 + 1e-12),
+       S' = max(S, 0) * 1[S > eps],  A^ = (S' + 1e-6 I) / (rowsum(S') + 1e-6).
+       The design writes A^ = S' / (rowsum(S') + 1e-6); the extra 1e-6 on the
+       diagonal (see `sparse_row_normalized_adjacency`) makes every row sum to
+       exactly 1 and turns a row with nothing kept (a node that is zero in
+       every perspective, e.g. every node of an image whose category features
+       coincide) into the identity row instead of a zero row, which would
+       otherwise leave that row of A_b summing to lambda.
     3. Blend with the row-normalised static prior A0 (identity when none):
-       A_b = lambda A0 + (1 - lambda) A^.
+       A_b = lambda A0 + (1 - lambda) A^, so every row of A_b sums to 1.
     4. Two GCN layers with residual:
        H1 = LReLU(A_b V~ W1),  H = V + LReLU(A_b H1 W2)  (slope 0.2).
     5. Graph logits s_r(c) = <u_c, H(c)> + b_c.
@@ -55,8 +55,23 @@ class DynamicSemanticGCN(keras.layers.Layer):
 
     `graph_mode="static"` uses A_b = A0 (an ML-GCN-like fixed graph on the same
     nodes); `"none"` skips propagation (H = V), the ablation without a graph.
-    The layer computes in float32 by default (pass `dtype` to override): in
-    bfloat16 the cosine's rounding error exceeds the spread of S.
+
+    The prior is used row-normalised, A0 = D^-1 label_prior (a row without
+    mass becomes the identity row). That is a no-op on the default output of
+    `mmdsr_keras.label_prior.ml_gcn_label_prior` (`normalization="row"`), the
+    prior to pass here; a symmetric-normalised prior (ML-GCN's, for
+    `StaticGraphClassifier`) would be re-normalised into a different graph.
+
+    Precision: the layer's dtype defaults to float32 whatever the global
+    policy (it produces the final logits). Any other dtype (`"float16"`,
+    `"bfloat16"`, `"mixed_float16"`, `"mixed_bfloat16"`, ...) is accepted: the
+    two per-position projections Z W_A + b and Z W_v (the only work that
+    grows with N) then run in the layer's compute dtype with its variable
+    dtype, and everything from the class-map softmax on (alpha, V, V~, S, A^,
+    A_b, the GCN, s_m, s_r and their blend) runs in float32 on float32
+    weights, as the design requires (in bfloat16 the cosine's rounding error
+    exceeds the spread of S). Every output is float32 (the float32 results
+    themselves: logits are what the loss wants in float32 anyway).
 
     Args:
         num_classes: C.
@@ -70,19 +85,18 @@ class DynamicSemanticGCN(keras.layers.Layer):
         trainable_global_weight: learn alpha likewise. Defaults to False.
         graph_mode: `"dynamic"`, `"static"` or `"none"`. Defaults to
             `"dynamic"`.
-        label_prior: optional `(C, C)` static prior A0 (e.g. from
-            `mmdsr_keras.label_prior.ml_gcn_label_prior`); row-normalised here.
+        label_prior: optional `(C, C)` non-negative static prior (e.g.
+            `mmdsr_keras.label_prior.ml_gcn_label_prior(train_labels)`);
+            row-normalised here into A0 (see above).
         label_embeddings: optional `(C, e)` label word embeddings E.
         label_density: pi, a float or a `(C,)` array of class frequencies.
             Defaults to 0.05.
-        **kwargs: standard layer arguments.
-
         return_details: return the tuple `(logits, class_attention
             (batch, H, W, C), adjacency (batch, C, C), global_logits (batch,
             C), graph_logits (batch, C))` instead of the logits alone (a
             constructor argument because a Keras layer has one output
             structure). Defaults to False.
-        **kwargs: standard layer arguments.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: `(batch, H, W, d)`.
@@ -90,8 +104,12 @@ class DynamicSemanticGCN(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> head = DynamicSemanticGCN(num_classes=5, num_perspectives=2)
-    >>> head(np.random.rand(2, 4, 4, 8)).shape
+    >>> tuple(head(np.random.rand(2, 4, 4, 8)).shape)
     (2, 5)
+    >>> _, _, adjacency, _, _ = DynamicSemanticGCN(5, return_details=True)(
+    ...     np.zeros((2, 4, 4, 8)))  # all nodes coincide: A^ = I
+    >>> np.allclose(np.asarray(adjacency).sum(-1), 1.0)
+    True
     """
 
     def __init__(
@@ -157,54 +175,58 @@ class DynamicSemanticGCN(keras.layers.Layer):
         self.label_density = density.tolist()
         self.return_details = return_details
 
+    def _float32_weight(self, name, shape, initializer, trainable=True):
+        # Weights of the float32 part: stored and read in float32 whatever the
+        # layer's dtype (autocast off, so that a mixed policy does not hand
+        # them out in its compute dtype).
+        return self.add_weight(
+            name=name, shape=shape, initializer=initializer, trainable=trainable,
+            dtype="float32", autocast=False,
+        )
+
     def build(self, input_shape):
         d = int(input_shape[-1])
         dv = self.node_units or d
         c = self.num_classes
         glorot = keras.initializers.GlorotUniform
+        constant = keras.initializers.Constant
         class_bias = np.broadcast_to(_logit(self.label_density), (c,)).astype("float32")
+        # Per-position projections: the layer's own dtype policy.
         self.class_kernel = self.add_weight(name="class_kernel", shape=(d, c), initializer=glorot())
         self.class_bias = self.add_weight(
-            name="class_bias", shape=(c,), initializer=keras.initializers.Constant(class_bias)
+            name="class_bias", shape=(c,), initializer=constant(class_bias)
         )
-        self.log_temperature = self.add_weight(name="log_temperature", shape=(), initializer="zeros")
         self.value_kernel = self.add_weight(name="value_kernel", shape=(d, dv), initializer=glorot())
+        # Everything else: float32.
+        self.log_temperature = self._float32_weight("log_temperature", (), "zeros")
         if self.label_embeddings is not None:
             embeddings = np.asarray(self.label_embeddings, dtype="float32")
-            self.embeddings = self.add_weight(
-                name="label_embeddings", shape=embeddings.shape, trainable=False,
-                initializer=keras.initializers.Constant(embeddings),
+            self.embeddings = self._float32_weight(
+                "label_embeddings", embeddings.shape, constant(embeddings), trainable=False
             )
-            self.embedding_kernel = self.add_weight(
-                name="embedding_kernel", shape=(embeddings.shape[1], dv), initializer=glorot()
+            self.embedding_kernel = self._float32_weight(
+                "embedding_kernel", (embeddings.shape[1], dv), glorot()
             )
-        prior = np.eye(c, dtype="float32") if self.label_prior is None else _row_normalize_prior(
-            self.label_prior
-        )
-        self.prior = self.add_weight(
-            name="prior", shape=(c, c), trainable=False,
-            initializer=keras.initializers.Constant(prior),
+        prior = (np.eye(c) if self.label_prior is None else row_normalize(self.label_prior))
+        self.prior = self._float32_weight(
+            "prior", (c, c), constant(prior.astype("float32")), trainable=False
         )
         if self.graph_mode == "dynamic":
-            self.perspectives = self.add_weight(
-                name="perspectives", shape=(self.num_perspectives, dv), initializer=glorot()
+            self.perspectives = self._float32_weight(
+                "perspectives", (self.num_perspectives, dv), glorot()
             )
         if self.graph_mode != "none":
-            self.gcn_kernel_1 = self.add_weight(name="gcn_kernel_1", shape=(dv, dv), initializer=glorot())
-            self.gcn_kernel_2 = self.add_weight(name="gcn_kernel_2", shape=(dv, dv), initializer=glorot())
-        self.graph_kernel = self.add_weight(name="graph_kernel", shape=(c, dv), initializer=glorot())
-        self.graph_bias = self.add_weight(
-            name="graph_bias", shape=(c,), initializer=keras.initializers.Constant(class_bias)
-        )
+            self.gcn_kernel_1 = self._float32_weight("gcn_kernel_1", (dv, dv), glorot())
+            self.gcn_kernel_2 = self._float32_weight("gcn_kernel_2", (dv, dv), glorot())
+        self.graph_kernel = self._float32_weight("graph_kernel", (c, dv), glorot())
+        self.graph_bias = self._float32_weight("graph_bias", (c,), constant(class_bias))
         if self.trainable_prior_weight:
-            self.prior_weight_logit = self.add_weight(
-                name="prior_weight_logit", shape=(),
-                initializer=keras.initializers.Constant(float(_logit(self.prior_weight))),
+            self.prior_weight_logit = self._float32_weight(
+                "prior_weight_logit", (), constant(float(_logit(self.prior_weight)))
             )
         if self.trainable_global_weight:
-            self.global_weight_logit = self.add_weight(
-                name="global_weight_logit", shape=(),
-                initializer=keras.initializers.Constant(float(_logit(self.global_weight))),
+            self.global_weight_logit = self._float32_weight(
+                "global_weight_logit", (), constant(float(_logit(self.global_weight)))
             )
 
     def blend_weights(self):
@@ -216,14 +238,17 @@ class DynamicSemanticGCN(keras.layers.Layer):
         return lam, alpha
 
     def call(self, inputs):
-        dtype = self.compute_dtype
         height, width = inputs.shape[1], inputs.shape[2]
-        z = ops.cast(inputs, dtype)
+        z = ops.cast(inputs, self.compute_dtype)
         z = ops.reshape(z, (-1, height * width, z.shape[-1]))
+        # The two per-position projections, in the compute dtype ...
         class_maps = ops.matmul(z, self.class_kernel) + self.class_bias  # (B, N, C)
+        values = ops.matmul(z, self.value_kernel)  # (B, N, dv)
+        # ... and the rest in float32.
+        class_maps = ops.cast(class_maps, "float32")
+        values = ops.cast(values, "float32")
         global_logits = ops.max(class_maps, axis=1)
         attention = ops.softmax(class_maps / ops.exp(self.log_temperature), axis=1)
-        values = ops.matmul(z, self.value_kernel)  # (B, N, dv)
         nodes = ops.einsum("bnc,bnv->bcv", attention, values)
         if self.label_embeddings is not None:
             nodes = nodes + ops.matmul(self.embeddings, self.embedding_kernel)

@@ -10,7 +10,8 @@ from keras import ops
 # Added under the square root so that an all-zero vector normalises to zero
 # instead of producing 0/0 (whose gradient is NaN everywhere upstream).
 NORM_EPSILON = 1e-12
-# Added to the row sum so that an empty row (all similarities cut) stays zero.
+# Added to the row sum, and to the diagonal, so that every row sums to 1 and a
+# row whose similarities are all cut becomes the identity row.
 ROW_EPSILON = 1e-6
 
 
@@ -48,20 +49,36 @@ def multi_perspective_cosine(nodes, perspectives):
 def sparse_row_normalized_adjacency(similarity, threshold=0.0):
     """Keeps positive similarities above a threshold and row-normalises them.
 
-    S' = max(S, 0) * 1[S > eps],   A(i, j) = S'(i, j) / (sum_j S'(i, j) + 1e-6)
+    The design's equations are
+
+        S' = max(S, 0) * 1[S > eps],   A(i, j) = S'(i, j) / (sum_j S'(i, j) + 1e-6)
+
+    This computes instead
+
+        A = (S' + 1e-6 I) / (rowsum(S') + 1e-6)
+
+    which is the design's A plus 1e-6 / (rowsum(S') + 1e-6) on the diagonal:
+    at most 1e-6 / S'(i, i) for a row that keeps anything (S(i, i) = 1 for
+    every node with a non-zero weighted feature, so rows are empty only for
+    nodes that are zero in every perspective, e.g. all nodes of an image whose
+    category features coincide). It makes every row sum to exactly 1, and a
+    row whose similarities are all cut becomes the identity row (the node
+    keeps its own feature) instead of a zero row, smoothly as rowsum(S') -> 0.
+    Blended with a row-stochastic prior, every row of A_b then sums to 1.
 
     Args:
         similarity: `(batch, C, C)` similarities.
         threshold: eps in [0, 1). Defaults to 0.
 
     Returns:
-        `(batch, C, C)` row-stochastic adjacency (rows of all-cut entries are 0).
+        `(batch, C, C)` row-stochastic adjacency.
 
     Example:
     >>> import numpy as np
-    >>> a = sparse_row_normalized_adjacency(np.array([[[1.0, 0.5], [-0.2, 1.0]]], "float32"))
-    >>> [round(float(x), 3) for x in a[0, 0]]
-    [0.667, 0.333]
+    >>> a = sparse_row_normalized_adjacency(np.array([[[1.0, 0.5], [-0.2, -1.0]]], "float32"))
+    >>> np.round(np.asarray(a[0], "float64"), 3).tolist()
+    [[0.667, 0.333], [0.0, 1.0]]
     """
     kept = ops.relu(similarity) * ops.cast(similarity > threshold, similarity.dtype)
-    return kept / (ops.sum(kept, axis=-1, keepdims=True) + ROW_EPSILON)
+    eye = ops.eye(ops.shape(kept)[-1], dtype=kept.dtype)
+    return (kept + ROW_EPSILON * eye) / (ops.sum(kept, axis=-1, keepdims=True) + ROW_EPSILON)

@@ -1,72 +1,160 @@
+"""DynamicSemanticGCN against a numpy reference written from the design (section 3).
+
+The reference follows the design's equations one image and one class at a
+time: class maps, attention over positions, category nodes, centring, the
+multi-perspective weighted cosine, sparsification, row normalisation (with
+the identity row for a row that keeps nothing, as documented), the blend with
+the row-normalised prior, the two residual GCN layers and the score fusion.
+"""
+
 import keras
 import numpy as np
 import pytest
 
 from mmdsr_keras.label_prior import ml_gcn_label_prior
 from mmdsr_keras.layers import DynamicSemanticGCN
-from tests.layers import numpy_reference as ref
-from tests.layers.test_weighted_cosine import _cosine_loops
+
+DTYPES = ["float16", "bfloat16", "mixed_float16", "mixed_bfloat16"]
 
 
 def _np(v):
-    return keras.ops.convert_to_numpy(v).astype("float64")
+    return keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")).astype("float64")
 
 
-def _reference(layer, z, prior_rows, lam, alpha, eps, mode, embeddings=None):
-    b, h, w, d = z.shape
-    z = z.reshape(b, h * w, d).astype("float64")
-    maps = z @ _np(layer.class_kernel) + _np(layer.class_bias)
-    s_m = maps.max(axis=1)
-    att = ref.softmax(maps / np.exp(_np(layer.log_temperature)), axis=1)
-    v = np.einsum("bnc,bnv->bcv", att, z @ _np(layer.value_kernel))
-    if embeddings is not None:
-        v = v + embeddings @ _np(layer.embedding_kernel)
-    vc = v - v.mean(axis=1, keepdims=True)
-    c = v.shape[1]
-    if mode == "dynamic":
-        s = _cosine_loops(vc, _np(layer.perspectives))
-        s = np.where(s > eps, np.maximum(s, 0), 0.0)
-        a_hat = s / (s.sum(-1, keepdims=True) + 1e-6)
-        adj = lam * prior_rows + (1 - lam) * a_hat
-    else:
-        adj = np.broadcast_to(prior_rows, (b, c, c))
-    if mode == "none":
-        hidden = v
-    else:
-        h1 = ref.leaky_relu(adj @ vc @ _np(layer.gcn_kernel_1))
-        hidden = v + ref.leaky_relu(adj @ h1 @ _np(layer.gcn_kernel_2))
-    s_r = (hidden * _np(layer.graph_kernel)).sum(-1) + _np(layer.graph_bias)
-    return alpha * s_m + (1 - alpha) * s_r, adj, att.reshape(b, h, w, c), s_m, s_r
+def _weights(layer):
+    return {v.path.split("/")[-1]: _np(v) for v in layer.weights}
 
 
-def _labels(rng, n=40, c=4):
+def _lrelu(x):
+    return np.where(x > 0, x, 0.2 * x)
+
+
+def _unit(x):
+    return x / np.sqrt(np.sum(x * x) + 1e-12)
+
+
+def _design_reference(w, z, label_prior, lam, alpha, eps, mode):
+    """Returns logits, attention (B, H, W, C), A_b, s_m, s_r, all float64."""
+    b, h, wd, d = z.shape
+    c = w["class_kernel"].shape[1]
+    a0 = np.eye(c)
+    if label_prior is not None:  # A0 = D^-1 prior, identity row where a row is empty
+        for i in range(c):
+            total = np.sum(label_prior[i])
+            a0[i] = label_prior[i] / total if total > 0 else np.eye(c)[i]
+    temperature = np.exp(w["log_temperature"])
+    outs = {k: [] for k in ("logits", "att", "adj", "s_m", "s_r")}
+    for bi in range(b):
+        positions = z[bi].reshape(h * wd, d).astype("float64")
+        s_m, att, v = np.zeros(c), np.zeros((h * wd, c)), []
+        for ci in range(c):
+            a_c = positions @ w["class_kernel"][:, ci] + w["class_bias"][ci]
+            s_m[ci] = a_c.max()
+            e = np.exp((a_c - a_c.max()) / temperature)
+            att[:, ci] = e / e.sum()
+            v_c = sum(att[p, ci] * (positions[p] @ w["value_kernel"]) for p in range(h * wd))
+            if "embedding_kernel" in w:
+                v_c = v_c + w["label_embeddings"][ci] @ w["embedding_kernel"]
+            v.append(v_c)
+        v = np.array(v)
+        v_tilde = v - v.mean(axis=0)
+        if mode == "dynamic":
+            persp = w["perspectives"]
+            s = np.array([[np.mean([_unit(wk * v_tilde[i]) @ _unit(wk * v_tilde[j]) for wk in persp])
+                           for j in range(c)] for i in range(c)])
+            s_kept = np.maximum(s, 0) * (s > eps)
+            a_hat = np.zeros((c, c))
+            for i in range(c):
+                total = s_kept[i].sum()
+                a_hat[i] = s_kept[i] / (total + 1e-6) if total > 0 else np.eye(c)[i]
+            a_b = lam * a0 + (1 - lam) * a_hat
+        else:
+            a_b = a0
+        if mode == "none":
+            hidden = v
+        else:
+            h1 = _lrelu(a_b @ v_tilde @ w["gcn_kernel_1"])
+            hidden = v + _lrelu(a_b @ h1 @ w["gcn_kernel_2"])
+        s_r = np.array([w["graph_kernel"][ci] @ hidden[ci] + w["graph_bias"][ci] for ci in range(c)])
+        for key, value in (("logits", alpha * s_m + (1 - alpha) * s_r), ("att", att.reshape(h, wd, c)),
+                           ("adj", a_b), ("s_m", s_m), ("s_r", s_r)):
+            outs[key].append(value)
+    return tuple(np.array(outs[k]) for k in ("logits", "att", "adj", "s_m", "s_r"))
+
+
+def _labels(rng, n=40, c=5):
     y = (rng.random((n, c)) < 0.4).astype("float32")
     y[:, 1] = np.maximum(y[:, 1], y[:, 0])  # class 1 co-occurs with class 0
+    y[:, 4] = 0
+    y[:2] = 0
+    y[:2, 4] = 1  # a rare class, alone in its images: no neighbours
     return y
+
+
+def _randomise(layer, rng):
+    for v in layer.trainable_weights:
+        v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static", "none"])
 @pytest.mark.parametrize("eps", [0.0, 0.3])
-def test_matches_numpy_reference(mode, eps):
+def test_matches_design_reference(mode, eps):
     rng = np.random.default_rng(0)
-    z = rng.normal(size=(2, 3, 3, 6)).astype("float32")
+    z = rng.normal(size=(3, 4, 5, 6)).astype("float32")
     prior = ml_gcn_label_prior(_labels(rng))
-    emb = rng.normal(size=(4, 5)).astype("float32")
+    emb = rng.normal(size=(5, 4)).astype("float32")
     layer = DynamicSemanticGCN(
-        num_classes=4, node_units=7, num_perspectives=3, sparsity_threshold=eps,
+        num_classes=5, node_units=7, num_perspectives=3, sparsity_threshold=eps,
         prior_weight=0.3, global_weight=0.6, graph_mode=mode, label_prior=prior,
         label_embeddings=emb, return_details=True,
     )
     layer(z)
-    for v in layer.trainable_weights:
-        v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
-    logits, att, adj, s_m, s_r = (keras.ops.convert_to_numpy(t) for t in layer(z))
-    prior_rows = prior / prior.sum(axis=1, keepdims=True)
-    exp = _reference(layer, z, prior_rows, 0.3, 0.6, eps, mode, embeddings=emb)
-    for got, want in zip((logits, adj, att, s_m, s_r), exp):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(adj.sum(-1), 1.0, atol=1e-4)  # rows of the blend sum to 1
-    np.testing.assert_allclose(att.reshape(2, 9, 4).sum(1), 1.0, atol=1e-5)
+    _randomise(layer, rng)
+    got = [keras.ops.convert_to_numpy(t) for t in layer(z)]
+    want = _design_reference(_weights(layer), z, prior.astype("float64"), 0.3, 0.6, eps, mode)
+    for name, g, e in zip(("logits", "attention", "adjacency", "s_m", "s_r"), got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(got[2].sum(-1), 1.0, atol=1e-5)  # rows of A_b sum to 1
+    np.testing.assert_allclose(got[1].reshape(3, 20, 5).sum(1), 1.0, atol=1e-5)
+
+
+def test_default_prior_is_used_as_given():
+    # ml_gcn_label_prior returns the row-normalised A0; the layer must not change it.
+    prior = ml_gcn_label_prior(_labels(np.random.default_rng(1)))
+    layer = DynamicSemanticGCN(num_classes=5, label_prior=prior)
+    layer(np.zeros((1, 2, 2, 4), "float32"))
+    a0 = _np(layer.prior)
+    np.testing.assert_allclose(a0, prior, atol=1e-7)
+    has_neighbours = (prior - np.diag(np.diag(prior))).sum(1) > 0
+    assert has_neighbours[:2].all() and not has_neighbours[4]
+    np.testing.assert_allclose(np.diag(a0)[has_neighbours], 0.8, atol=1e-6)  # 1 - p
+    assert a0[4, 4] == pytest.approx(1.0)
+
+
+def test_any_prior_is_row_normalised_with_identity_for_empty_rows():
+    prior = np.array([[2.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 3.0]])
+    layer = DynamicSemanticGCN(num_classes=3, label_prior=prior)
+    layer(np.zeros((1, 2, 2, 4), "float32"))
+    np.testing.assert_allclose(_np(layer.prior), [[0.5, 0.5, 0], [0, 1, 0], [0.25, 0, 0.75]])
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_blend_rows_sum_to_one_when_dynamic_rows_are_empty(trainable):
+    rng = np.random.default_rng(2)
+    prior = ml_gcn_label_prior(_labels(rng))
+    z = rng.normal(size=(2, 3, 3, 6)).astype("float32")
+    # An all-zero image: every node is 0, so V~ = 0 and S = 0 exactly on every backend
+    # (an image whose positions are merely alike leaves rounding noise in V~).
+    z[1] = 0.0
+    layer = DynamicSemanticGCN(num_classes=5, num_perspectives=3, prior_weight=0.3,
+                               trainable_prior_weight=trainable, label_prior=prior,
+                               return_details=True)
+    layer(z)
+    _randomise(layer, rng)
+    lam = float(keras.ops.convert_to_numpy(layer.blend_weights()[0]))
+    _, _, adjacency, _, _ = (keras.ops.convert_to_numpy(t) for t in layer(z))
+    np.testing.assert_allclose(adjacency.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(adjacency[1], lam * prior + (1 - lam) * np.eye(5), atol=1e-5)
 
 
 def test_learned_blend_weights_start_at_given_values():
@@ -92,13 +180,69 @@ def test_all_zero_features_give_finite_outputs():
         assert np.all(np.isfinite(keras.ops.convert_to_numpy(t)))
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_computes_in_float32_under_mixed_precision(policy):
-    keras.config.set_dtype_policy(policy)
-    layer = DynamicSemanticGCN(num_classes=3, num_perspectives=2)
-    out = layer(np.random.default_rng(0).normal(size=(2, 2, 2, 4)).astype("float16"))
-    assert layer.compute_dtype == "float32"
-    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+def _exact_case(rng):
+    """Inputs and per-position weights exact in float16 and bfloat16 (small
+    multiples of 1/4), so that the projections are exact in every dtype and
+    what remains to compare is the float32 part."""
+    z = rng.integers(-2, 3, size=(2, 3, 3, 6)).astype("float32")
+    exact = {"class_kernel": rng.integers(-4, 5, size=(6, 5)) / 4,
+             "class_bias": rng.integers(-4, 5, size=5) / 4,
+             "value_kernel": rng.integers(-4, 5, size=(6, 7)) / 4}
+    return z, exact
+
+
+def _check_dtype_case(layer, compute_dtype, rng):
+    z, exact = _exact_case(rng)
+    layer(keras.ops.cast(z, compute_dtype))
+    assert layer.compute_dtype == compute_dtype
+    for v in layer.weights:
+        name = v.path.split("/")[-1]
+        if name in exact:
+            v.assign(exact[name].astype("float32"))
+        else:  # the float32 part keeps float32 weights
+            assert keras.backend.standardize_dtype(v.dtype) == "float32", name
+            if v.trainable:
+                v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
+    got = [keras.ops.convert_to_numpy(t) for t in layer(keras.ops.cast(z, compute_dtype))]
+    want = _design_reference(_weights(layer), z, None, 0.5, 0.5, 0.0, "dynamic")
+    for name, g, e in zip(("logits", "attention", "adjacency", "s_m", "s_r"), got, want):
+        assert g.dtype == np.float32, name
+        # float32 accuracy: a bfloat16/float16 cosine or softmax would be off by ~1e-2
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_as_the_layer_dtype(dtype):
+    layer = DynamicSemanticGCN(num_classes=5, node_units=7, num_perspectives=3,
+                               return_details=True, dtype=dtype)
+    _check_dtype_case(layer, dtype.split("_")[-1], np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_as_the_global_policy(dtype):
+    keras.config.set_dtype_policy(dtype)  # reset to float32 after each test by conftest
+    default = DynamicSemanticGCN(num_classes=5, node_units=7, num_perspectives=3,
+                                 return_details=True)
+    assert default.dtype_policy.name == "float32"  # the default stays float32 ...
+    _check_dtype_case(default, "float32", np.random.default_rng(4))
+    # ... and the layer follows the global policy when asked to
+    following = DynamicSemanticGCN(num_classes=5, node_units=7, num_perspectives=3,
+                                   return_details=True, dtype=None)
+    assert following.dtype_policy.name == dtype
+    _check_dtype_case(following, dtype.split("_")[-1], np.random.default_rng(5))
+
+
+def test_mixed_precision_output_close_to_float32_on_random_weights():
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(2, 4, 4, 8)).astype("float32")
+    reference = DynamicSemanticGCN(num_classes=5, num_perspectives=3)
+    expected = keras.ops.convert_to_numpy(reference(z))
+    mixed = DynamicSemanticGCN(num_classes=5, num_perspectives=3, dtype="mixed_bfloat16")
+    mixed(z)
+    mixed.set_weights(reference.get_weights())
+    got = keras.ops.convert_to_numpy(mixed(z))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, atol=0.1, rtol=0.05)
 
 
 @pytest.mark.parametrize(
@@ -120,13 +264,24 @@ def test_config_round_trip():
     layer = DynamicSemanticGCN(num_classes=2, node_units=3, num_perspectives=4,
                                sparsity_threshold=0.1, prior_weight=0.4,
                                trainable_prior_weight=True, global_weight=0.3,
-                               graph_mode="static", label_prior=np.eye(2),
-                               label_embeddings=np.ones((2, 3)), label_density=[0.2, 0.3])
-    clone = DynamicSemanticGCN.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+                               trainable_global_weight=True, graph_mode="static",
+                               label_prior=np.eye(2), label_embeddings=np.ones((2, 3)),
+                               label_density=[0.2, 0.3], return_details=True,
+                               dtype="mixed_bfloat16", name="dsgcn")
+    config = layer.get_config()
+    clone = DynamicSemanticGCN.from_config(config)
+    assert clone.get_config() == config
+    expected = dict(num_classes=2, node_units=3, num_perspectives=4, sparsity_threshold=0.1,
+                    prior_weight=0.4, trainable_prior_weight=True, global_weight=0.3,
+                    trainable_global_weight=True, graph_mode="static", label_prior=[[1, 0], [0, 1]],
+                    label_embeddings=[[1, 1, 1], [1, 1, 1]], label_density=[0.2, 0.3],
+                    return_details=True)
+    assert {k: config[k] for k in expected} == pytest.approx(expected)
+    assert clone.dtype_policy.name == "mixed_bfloat16"
     z = np.random.default_rng(0).normal(size=(1, 2, 2, 4)).astype("float32")
     layer(z)
     clone(z)
     clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(z)),
-                               keras.ops.convert_to_numpy(layer(z)), atol=1e-6)
+    for a, b in zip(clone(z), layer(z)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b),
+                                   atol=1e-6)

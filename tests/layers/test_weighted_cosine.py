@@ -49,7 +49,21 @@ def test_sparsify_and_row_normalise_by_hand():
     np.testing.assert_allclose(got[0, 0], [1 / 1.3, 0.3 / 1.3, 0], atol=1e-5)
 
 
-def test_empty_row_stays_zero():
-    s = -np.ones((1, 2, 2), "float32")
-    got = keras.ops.convert_to_numpy(sparse_row_normalized_adjacency(s))
-    assert np.all(got == 0)
+def test_empty_row_becomes_the_identity_row():
+    # row 0 keeps nothing (all cut), row 1 keeps something, row 2 keeps nothing at eps = .5
+    s = np.array([[[-1.0, -0.2, 0.0], [0.3, 1.0, 0.2], [0.1, 0.4, 0.5]]], "float32")
+    got = keras.ops.convert_to_numpy(sparse_row_normalized_adjacency(s, threshold=0.5))
+    np.testing.assert_allclose(got[0], [[1, 0, 0], [0, 1, 0], [0, 0, 1]], atol=1e-5)
+    got = keras.ops.convert_to_numpy(sparse_row_normalized_adjacency(s, threshold=0.0))
+    np.testing.assert_allclose(got[0], [[1, 0, 0], [0.3 / 1.5, 1 / 1.5, 0.2 / 1.5], [0.1, 0.4, 0.5]],
+                               atol=1e-5)
+
+
+def test_rows_sum_to_one():
+    rng = np.random.default_rng(1)
+    s = rng.uniform(-1, 1, size=(4, 6, 6)).astype("float32")
+    s[0, 2] = -1.0  # an empty row
+    for eps in (0.0, 0.5, 0.9):
+        got = keras.ops.convert_to_numpy(sparse_row_normalized_adjacency(s, threshold=eps))
+        np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-6)
+        assert np.all(got >= 0)
