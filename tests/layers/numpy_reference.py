@@ -27,13 +27,24 @@ def leaky_relu(x, slope=0.2):
 
 
 def average_pool_same(x, k):
-    """k x k / stride k average pooling, 'same' padding (windows cut at the border)."""
+    """k_h x k_w average pooling with stride k_h x k_w and "same" padding.
+
+    ceil(n / k) windows per axis; the padding (ceil(n / k) k - n) is split with
+    the smaller half before; every window averages its valid entries only.
+    """
+    kh, kw = (k, k) if np.isscalar(k) else k
     b, h, w, c = x.shape
-    oh, ow = -(-h // k), -(-w // k)
-    out = np.zeros((b, oh, ow, c))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, i, j] = x[:, i * k:(i + 1) * k, j * k:(j + 1) * k].mean(axis=(1, 2))
+
+    def windows(n, k):
+        m = -(-n // k)
+        before = (m * k - n) // 2
+        return [(max(0, i * k - before), min(n, (i + 1) * k - before)) for i in range(m)]
+
+    rows, cols = windows(h, kh), windows(w, kw)
+    out = np.zeros((b, len(rows), len(cols), c))
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            out[:, i, j] = x[:, r0:r1, c0:c1].mean(axis=(1, 2))
     return out
 
 
