@@ -1,5 +1,7 @@
 # `make test` is the project's test command (CI runs exactly this): the whole
-# suite on TensorFlow, then the layer/model suites on JAX and PyTorch.
+# suite and the docstring examples on TensorFlow, then the layer/model suites
+# on JAX and PyTorch. The doctests run on their own: with `tests` in the same
+# run, --doctest-modules would also import every script under tests/.
 PYTHON ?= python
 PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
 MODEL_TESTS = tests/layers tests/models tests/backbones/test_backbone_registry.py tests/test_label_prior.py
@@ -13,6 +15,7 @@ test: test-tensorflow test-jax test-torch
 
 test-tensorflow:
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
+	KERAS_BACKEND=tensorflow $(PYTEST) --doctest-modules mmdsr_keras
 
 test-jax:
 	KERAS_BACKEND=jax $(PYTEST) $(MODEL_TESTS) -m "not slow"
