@@ -83,11 +83,11 @@ def _design_reference(w, z, label_prior, lam, alpha, eps, mode):
 
 
 def _labels(rng, n=40, c=5):
-    y = (rng.random((n, c)) < 0.4).astype("float32")
-    y[:, 1] = np.maximum(y[:, 1], y[:, 0])  # class 1 co-occurs with class 0
-    y[:, 4] = 0
-    y[:2] = 0
-    y[:2, 4] = 1  # a rare class, alone in its images: no neighbours
+    y = np.zeros((n, c), "float32")
+    y[20:, :3] = rng.random((20, 3)) < 0.4
+    y[20:, 1] = np.maximum(y[20:, 1], y[20:, 0])  # class 1 co-occurs with class 0
+    y[:20, 4] = 1  # class 4: frequent, alone in its images, so without neighbours ...
+    y[:3, 3] = 1  # ... but the neighbour of the rare class 3 (P(4 | 3) = 1)
     return y
 
 
@@ -126,9 +126,10 @@ def test_default_prior_is_used_as_given():
     a0 = _np(layer.prior)
     np.testing.assert_allclose(a0, prior, atol=1e-7)
     has_neighbours = (prior - np.diag(np.diag(prior))).sum(1) > 0
-    assert has_neighbours[:2].all() and not has_neighbours[4]
+    assert has_neighbours[[0, 1, 3]].all() and not has_neighbours[4] and prior[3, 4] > 0
     np.testing.assert_allclose(np.diag(a0)[has_neighbours], 0.8, atol=1e-6)  # 1 - p
     assert a0[4, 4] == pytest.approx(1.0)
+    np.testing.assert_allclose(a0.sum(1), 1.0, atol=1e-6)
 
 
 def test_any_prior_is_row_normalised_with_identity_for_empty_rows():
