@@ -102,7 +102,8 @@ def load_splits(args):
 def build_head_model(head, options, train, args, freeze):
     common = dict(class_names=train.class_names, backbone=args.backbone,
                   image_size=args.image_size, weights=args.weights, freeze_backbone=freeze)
-    prior = ml_gcn_label_prior(train.labels)
+    prior = ml_gcn_label_prior(
+        train.labels, normalization="symmetric" if head in ("gap", "gmp", "mlgcn") else "row")
     if head in ("gap", "gmp", "mlgcn"):
         return build_baseline(head, label_prior=prior, **common, **options)
     kwargs = dict(label_prior=prior, label_density=float(train.label_density()))

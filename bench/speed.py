@@ -75,7 +75,8 @@ def fixed_batch(batch_size, image_size, seed=0):
 
 def build_head(head, backbone, image_size):
     rng = np.random.default_rng(1)
-    prior = ml_gcn_label_prior((rng.random((500, NUM_CLASSES)) < 0.05).astype("float32"))
+    labels = (rng.random((500, NUM_CLASSES)) < 0.05).astype("float32")
+    prior = ml_gcn_label_prior(labels, normalization="symmetric" if head == "mlgcn" else "row")
     common = dict(num_classes=NUM_CLASSES, backbone=backbone, image_size=image_size,
                   weights=None)
     if head == "floor":

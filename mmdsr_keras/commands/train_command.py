@@ -53,7 +53,9 @@ def build_model(args, train):
     common = dict(class_names=train.class_names, backbone=args.backbone,
                   image_size=args.image_size, weights=_weights(args.weights),
                   freeze_backbone=args.freeze_backbone)
-    prior = ml_gcn_label_prior(train.labels)
+    # ML-GCN's classifier uses its symmetric normalisation; MMDSR's head a row-normalised A0.
+    prior = ml_gcn_label_prior(
+        train.labels, normalization="row" if args.model == "mmdsr" else "symmetric")
     if args.model != "mmdsr":
         return build_baseline(args.model, label_prior=prior, **common)
     return build_mmdsr(

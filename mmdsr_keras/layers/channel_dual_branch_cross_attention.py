@@ -34,7 +34,7 @@ class ChannelDualBranchCrossAttention(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> layer = ChannelDualBranchCrossAttention(reduction=4)
-    >>> layer(np.random.rand(2, 5, 5, 16)).shape
+    >>> tuple(layer(np.random.rand(2, 5, 5, 16)).shape)
     (2, 5, 5, 16)
     """
 

@@ -17,7 +17,7 @@ class LabelledLogits(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> LabelledLogits(["cat", "dog"])(np.zeros((1, 2))).shape
+    >>> tuple(LabelledLogits(["cat", "dog"])(np.zeros((1, 2))).shape)
     (1, 2)
     """
 

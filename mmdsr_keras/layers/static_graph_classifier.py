@@ -27,7 +27,7 @@ class StaticGraphClassifier(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> head = StaticGraphClassifier(num_classes=3, hidden_units=8)
-    >>> head(np.random.rand(2, 16)).shape
+    >>> tuple(head(np.random.rand(2, 16)).shape)
     (2, 3)
     """
 

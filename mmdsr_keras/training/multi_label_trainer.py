@@ -39,6 +39,19 @@ class TrainingConfig:
         mixed_precision: None, `"float16"` or `"bfloat16"`. Defaults to None.
         jit_compile: XLA: `"auto"`, True or False. Defaults to `"auto"`.
         seed: seed of initialisation, shuffling and augmentation. Defaults to 0.
+        frozen_epochs: epochs of the frozen-backbone phase run before the
+            `epochs` of fine-tuning: the head alone, on cached backbone
+            features (`fit_frozen_phase`). Defaults to 0 (none).
+        frozen_learning_rate: the head's rate in that phase. Defaults to 1e-3.
+        frozen_optimizer: `"adamw"` or `"sgd"`. Defaults to `"adamw"`.
+        frozen_weight_decay: weight decay in that phase. Defaults to 1e-4.
+        cache_views: views per image in the feature cache (plain, mirrored,
+            then MultiScaleCrop + flip). Defaults to 4.
+        train_backbone_batchnorm: let the backbone's BatchNorms update their
+            statistics while fine-tuning (for large datasets); False keeps
+            them in inference mode. Defaults to False.
+        ema: keep an exponential moving average of the weights (Keras'
+            `use_ema`) and end with it. Defaults to False.
     """
 
     epochs: int = 20
@@ -56,6 +69,13 @@ class TrainingConfig:
     mixed_precision: str = None
     jit_compile: object = "auto"
     seed: int = 0
+    frozen_epochs: int = 0
+    frozen_learning_rate: float = 1e-3
+    frozen_optimizer: str = "adamw"
+    frozen_weight_decay: float = 1e-4
+    cache_views: int = 4
+    train_backbone_batchnorm: bool = False
+    ema: bool = False
 
     def __post_init__(self):
         if self.loss not in LOSSES:
