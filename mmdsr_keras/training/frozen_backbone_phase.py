@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from mmdsr_keras.models.head_model import build_head_model
+from mmdsr_keras.training.multi_label_trainer import make_loss
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD
 from mmdsr_keras.training.stage_feature_cache import PLAIN_VIEW, CachedFeatureBatches
 from mmdsr_keras.training.warmup_decay_schedule import WarmupDecaySchedule
@@ -79,8 +80,6 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
     Returns:
         The head model (compiled), or None when `config.frozen_epochs` is 0.
     """
-    from mmdsr_keras.training.multi_label_trainer import make_loss
-
     if config.frozen_epochs <= 0:
         return None
     if config.frozen_optimizer not in FROZEN_OPTIMIZERS:
