@@ -22,11 +22,11 @@ def _torch_sgd_reference(params, grads_per_step, lrs, momentum, wd, clip):
 def test_matches_pytorch_parameter_groups():
     rng = np.random.default_rng(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="body"),
-                              keras.layers.Dense(1, name="head")])
+                              keras.layers.Dense(1, name="head")], name="net")
     start = [v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v)
              for v in model.trainable_variables]
     paths = [v.path for v in model.trainable_variables]
-    multipliers = {"body/kernel": 0.1, "body/bias": 0.1}
+    multipliers = {"net/body/kernel": 0.1, "net/body/bias": 0.1}
     opt = ParameterGroupSGD(0.5, momentum=0.9, l2_weight_decay=0.01, clip_global_norm=1.0,
                             lr_multipliers=multipliers)
     opt.build(model.trainable_variables)
