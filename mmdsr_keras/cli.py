@@ -23,6 +23,12 @@ def _add_data_arguments(p, inherit=False):
     g.add_argument("--val-images", help="coco-json: a separate validation images folder")
     g.add_argument("--val-annotations", help="coco-json: a separate validation JSON")
     g.add_argument("--root", help="voc-devkit / folder: the dataset root")
+    g.add_argument("--train-split",
+                   help="voc-devkit: training image set(s), e.g. trainval or train+val "
+                        "(default: trainval when ImageSets/Main/test.txt exists, else train)")
+    g.add_argument("--val-split",
+                   help="voc-devkit: validation image set (default: test when it exists, "
+                        "else val)")
     g.add_argument("--csv", help="csv: the label CSV file")
     g.add_argument("--data-dir", help="voc2007 / coco2014: the tensorflow-datasets data dir")
     g.add_argument("--manual-dir", help="voc2007 / coco2014: folder holding the archives")
@@ -54,18 +60,40 @@ def _add_model_arguments(p):
 
 
 def _add_training_arguments(p):
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int)
+    g = p.add_argument_group(
+        "training", "Unset values come from --recipe (printed at the start and saved in "
+        "config.json).")
+    g.add_argument("--recipe", choices=("transfer", "ml-gcn"),
+                   help="transfer (default with pretrained weights): frozen-backbone phase on "
+                        "cached features, then AdamW fine-tuning with BatchNorm frozen; ml-gcn "
+                        "(default from scratch): SGD lr 0.1, 20 epochs, ML-GCN's protocol")
+    g.add_argument("--frozen-epochs", type=int,
+                   help="phase 1: epochs of the head alone on the frozen backbone's cached "
+                        "features (0: none)")
+    g.add_argument("--epochs", type=int,
+                   help="phase 2: epochs of fine-tuning every weight (0: none)")
+    g.add_argument("--frozen-lr", type=float, help="phase 1 head learning rate (AdamW)")
+    g.add_argument("--frozen-weight-decay", type=float, help="phase 1 weight decay")
+    g.add_argument("--cache-views", type=int,
+                   help="phase 1: cached views per image (plain, mirrored, then random crops)")
+    g.add_argument("--feature-cache", metavar="DIR",
+                   help="phase 1: keep the feature cache in DIR (reused by later runs on the "
+                        "same data and backbone) instead of the run folder")
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float, help="head learning rate")
+    g.add_argument("--optimizer", choices=("sgd", "adamw"), help="phase 2 optimizer")
+    g.add_argument("--lr", type=float, help="phase 2 head learning rate")
     g.add_argument("--backbone-lr-multiplier", type=float,
-                   help="backbone lr = head lr x this (default 0.1; 1.0 when training from scratch)")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
+                   help="phase 2 backbone lr = head lr x this (default 0.1; 1.0 from scratch)")
+    g.add_argument("--weight-decay", type=float, help="phase 2 weight decay")
+    g.add_argument("--train-backbone-batchnorm", action="store_const", const=True,
+                   help="let the backbone's BatchNorm statistics train (large datasets); "
+                        "default: frozen with the transfer recipe")
+    g.add_argument("--ema", action="store_true", help="keep and end with an EMA of the weights")
     g.add_argument("--clip-norm", type=float, default=10.0)
-    g.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"))
     g.add_argument("--step-epochs", type=int, nargs="*", default=[])
-    g.add_argument("--warmup-epochs", type=float, default=1.0)
-    g.add_argument("--loss", default="bce", choices=("bce", "asl", "focal"))
+    g.add_argument("--warmup-epochs", type=float, help="phase 2 linear learning-rate warm-up")
+    g.add_argument("--loss", choices=("bce", "asl", "focal"))
     g.add_argument("--mixed-precision", choices=("float16", "bfloat16"))
     g.add_argument("--xla", choices=("auto", "on", "off"), default="auto")
     g.add_argument("--distribution", choices=("none", "mirrored", "data-parallel"), default="none")

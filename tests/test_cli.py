@@ -88,3 +88,35 @@ def test_export_writes_a_serving_version(trained_run, tmp_path):
         assert (out / version / "saved_model.pb").is_file()
         labels = (out / version / "assets" / "labels.txt").read_text().split("\n")
         assert labels[:2] == ["circle", "square"]
+
+
+TWO_PHASE = ["--num-images", "32", "--image-size", "32", "--backbone", "mobilenet_0.25",
+             "--weights", "none", "--units", "8", "--num-heads", "2", "--recipe", "transfer",
+             "--frozen-epochs", "2", "--epochs", "1", "--cache-views", "2", "--batch-size", "16"]
+
+
+def test_transfer_recipe_runs_both_phases_and_resumes_across_the_boundary(tmp_path, capsys):
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE]) == 0
+    (run,) = _run_folders(tmp_path)
+    printed = capsys.readouterr().out
+    assert "phase 1, frozen backbone: 2 epochs" in printed and "phase 2, fine-tuning: 1" in printed
+    config = json.loads((run / "config.json").read_text())
+    assert config["arguments"]["recipe"] == "transfer"
+    assert config["training"]["frozen_epochs"] == 2 and config["training"]["epochs"] == 1
+    assert config["training"]["optimizer"] == "adamw"
+    assert config["training"]["train_backbone_batchnorm"] is False
+    assert len((run / "frozen_log.csv").read_text().strip().splitlines()) == 3  # header + 2
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 2
+    assert (run / "feature_cache" / "cache.json").is_file()
+    # Interrupted after phase 1: resuming loads the head and skips straight to phase 2.
+    (run / "model.keras").unlink()
+    (run / "log.csv").unlink()
+    import shutil
+
+    shutil.rmtree(run / "backup")
+    frozen = (run / "frozen_phase.weights.h5").stat().st_mtime_ns
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "Frozen phase already done" in capsys.readouterr().out
+    assert (run / "frozen_phase.weights.h5").stat().st_mtime_ns == frozen
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 2
+    assert (run / "model.keras").is_file()

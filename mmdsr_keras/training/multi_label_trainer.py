@@ -7,6 +7,7 @@ import math
 import keras
 
 from mmdsr_keras.training.asymmetric_loss import AsymmetricLoss
+from mmdsr_keras.training.parameter_group_adamw import ParameterGroupAdamW
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD, backbone_lr_multipliers
 from mmdsr_keras.training.warmup_decay_schedule import WarmupDecaySchedule
 
@@ -33,9 +34,10 @@ class TrainingConfig:
         warmup_epochs: linear warm-up length in epochs. Defaults to 0.
         loss: `"bce"` (BCE with logits averaged over classes), `"asl"` or
             `"focal"`. Defaults to `"bce"`.
-        optimizer: `"sgd"` (the field's recipe, with parameter groups) or
-            `"adamw"` (decoupled weight decay, one learning rate: for training
-            from scratch, where it converges much faster). Defaults to `"sgd"`.
+        optimizer: `"sgd"` (ML-GCN's recipe: `ParameterGroupSGD`, coupled L2
+            decay) or `"adamw"` (`ParameterGroupAdamW`: decoupled decay, the
+            backbone's rate scaled by `backbone_lr_multiplier` as well).
+            Defaults to `"sgd"`.
         mixed_precision: None, `"float16"` or `"bfloat16"`. Defaults to None.
         jit_compile: XLA: `"auto"`, True or False. Defaults to `"auto"`.
         seed: seed of initialisation, shuffling and augmentation. Defaults to 0.
@@ -82,12 +84,6 @@ class TrainingConfig:
             raise ValueError(f"loss={self.loss!r}; expected one of {LOSSES}.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}; expected one of {OPTIMIZERS}.")
-        if self.optimizer == "adamw" and self.backbone_lr_multiplier != 1.0:
-            raise ValueError(
-                "optimizer='adamw' has one learning rate for all weights (Adam is not "
-                "invariant to gradient scaling, so the parameter-group trick of "
-                "ParameterGroupSGD does not carry over): set backbone_lr_multiplier=1."
-            )
         if self.mixed_precision not in (None, "float16", "bfloat16"):
             raise ValueError(
                 f"mixed_precision={self.mixed_precision!r}; expected None, 'float16' or 'bfloat16'."
@@ -136,16 +132,19 @@ def compile_for_training(model, config, steps_per_epoch):
         decay=config.schedule,
         boundaries=[e * steps_per_epoch for e in config.step_epochs],
     )
+    multipliers = {}
+    if config.backbone_lr_multiplier != 1.0 and "backbone" in {l.name for l in model.layers}:
+        multipliers = backbone_lr_multipliers(model, config.backbone_lr_multiplier)
     if config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay,
-                                           global_clipnorm=config.clip_global_norm)
+        optimizer = ParameterGroupAdamW(
+            schedule, weight_decay=config.weight_decay, global_clipnorm=config.clip_global_norm,
+            lr_multipliers=multipliers, use_ema=config.ema,
+        )
     else:
-        multipliers = {}
-        if config.backbone_lr_multiplier != 1.0 and "backbone" in {l.name for l in model.layers}:
-            multipliers = backbone_lr_multipliers(model, config.backbone_lr_multiplier)
         optimizer = ParameterGroupSGD(
             schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay,
             clip_global_norm=config.clip_global_norm, lr_multipliers=multipliers,
+            use_ema=config.ema,
         )
     model.compile(optimizer=optimizer, loss=make_loss(config.loss),
                   jit_compile=config.jit_compile)

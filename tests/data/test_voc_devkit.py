@@ -81,3 +81,23 @@ def test_unknown_class_and_missing_split(devkit):
         load_voc_devkit(devkit, split="train")
     with pytest.raises(FileNotFoundError, match="nosuch"):
         load_voc_devkit(devkit, split="nosuch")
+
+
+def test_cli_splits_default_to_the_official_protocol_and_can_be_chosen(devkit):
+    import argparse
+
+    from mmdsr_keras.commands.dataset_arguments import load_split
+
+    def ids(split, **chosen):
+        args = argparse.Namespace(dataset="voc-devkit", root=str(devkit), **chosen)
+        return list(load_split(args, split).image_ids)
+
+    # With a test list: trainval -> test (the trainval list is train + val here).
+    (devkit / "ImageSets/Main/trainval.txt").write_text("000001\n000002\n000003\n")
+    assert ids("train") == ["000001", "000002", "000003"] and ids("val") == ["000004"]
+    assert ids("train", train_split="train", val_split="val") == ["000001", "000002"]
+    assert ids("val", train_split="train", val_split="val") == ["000003"]
+    assert ids("train", train_split="train+val") == ["000001", "000002", "000003"]
+    # A trainval-only pack (no test list): train -> val.
+    (devkit / "ImageSets/Main/test.txt").unlink()
+    assert ids("train") == ["000001", "000002"] and ids("val") == ["000003"]

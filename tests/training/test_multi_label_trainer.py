@@ -93,5 +93,3 @@ def test_epoch_streams_are_pure_functions_of_the_epoch():
 def test_config_validation():
     with pytest.raises(ValueError, match="loss='l2'"):
         TrainingConfig(loss="l2")
-    with pytest.raises(ValueError, match="backbone_lr_multiplier=1"):
-        TrainingConfig(optimizer="adamw", backbone_lr_multiplier=0.1)

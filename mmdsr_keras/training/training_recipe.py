@@ -1,0 +1,60 @@
+"""The CLI's named training recipes: what `mmdsr-keras train` runs when only data is given.
+
+Two recipes, chosen by `--recipe` (default: `transfer` for a pretrained
+backbone, `ml-gcn` for one trained from scratch):
+
+- `transfer` (small and medium datasets on a pretrained backbone): the
+  backbone's BatchNorms stay in inference mode; a frozen-backbone phase trains
+  the head alone with AdamW on cached backbone features (a few augmented views
+  per image, `StageFeatureCache`), then a short fine-tuning phase trains
+  everything with AdamW, the backbone at a tenth of the head's rate
+  (`ParameterGroupAdamW`). Its numbers were chosen by 5-fold cross-validation
+  on real COCO and VOC 2007 images (`bench/quality.py`, `docs/BENCHMARKS.md`).
+- `ml-gcn` (paper-scale runs, ML-GCN's protocol): no frozen phase, SGD with
+  momentum (head lr 0.1, backbone x0.1, coupled weight decay 1e-4), cosine
+  decay, BatchNorms in training mode.
+
+Every value can be overridden by its CLI flag or `TrainingConfig` field.
+"""
+
+RECIPES = ("transfer", "ml-gcn")
+
+# The frozen phase's AdamW rate per head type: MMDSR's head, with its
+# attention and graph layers, wants a different rate than a single Dense layer.
+TRANSFER_FROZEN_LEARNING_RATE = {"mmdsr": 1e-2, "gap": 1e-2, "gmp": 1e-2, "mlgcn": 1e-2}
+
+TRANSFER = dict(
+    frozen_epochs=40, frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,
+    epochs=0, optimizer="adamw", learning_rate=1e-3, backbone_lr_multiplier=0.1,
+    weight_decay=1e-4, warmup_epochs=0.0, schedule="cosine", batch_size=16,
+    train_backbone_batchnorm=False, loss="bce",
+)
+ML_GCN = dict(
+    frozen_epochs=0, frozen_learning_rate=1e-2, frozen_weight_decay=1e-4, cache_views=4, epochs=20, optimizer="sgd", learning_rate=0.1, backbone_lr_multiplier=0.1,
+    weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine", batch_size=16,
+    train_backbone_batchnorm=True, loss="bce",
+)
+
+
+def recipe_defaults(recipe, model_type="mmdsr"):
+    """The `TrainingConfig` field values of a named recipe for one head type.
+
+    Args:
+        recipe: `"transfer"` or `"ml-gcn"`.
+        model_type: `"mmdsr"`, `"gap"`, `"gmp"` or `"mlgcn"`. Defaults to
+            `"mmdsr"`.
+
+    Returns:
+        dict of `TrainingConfig` field values.
+
+    Example:
+    >>> recipe_defaults("ml-gcn")["learning_rate"]
+    0.1
+    >>> recipe_defaults("transfer", "gap")["frozen_learning_rate"]
+    0.01
+    """
+    if recipe == "transfer":
+        return dict(TRANSFER, frozen_learning_rate=TRANSFER_FROZEN_LEARNING_RATE[model_type])
+    if recipe == "ml-gcn":
+        return dict(ML_GCN)
+    raise ValueError(f"recipe={recipe!r}; expected one of {RECIPES}.")
