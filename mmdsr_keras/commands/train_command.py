@@ -46,7 +46,7 @@ RECIPE_ARGUMENTS = {
 }
 
 
-def _fill_defaults(args):
+def fill_defaults(args):
     defaults = DEFAULTS_BY_DATASET.get(args.dataset, GENERIC_DEFAULTS)
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
@@ -86,7 +86,7 @@ def build_model(args, train):
     )
 
 
-def _training_config(args):
+def training_config(args):
     return TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         backbone_lr_multiplier=args.backbone_lr_multiplier, weight_decay=args.weight_decay,
@@ -148,13 +148,13 @@ def run_train(args):
         saved = run.read_config()["arguments"]
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, **saved})
-        args = _fill_defaults(args)
+        args = fill_defaults(args)
         print(f"Resuming {run}")
     else:
-        args = _fill_defaults(args)
+        args = fill_defaults(args)
         run = RunDirectory.create(args.runs_dir, args.name or args.dataset)
         print(f"Run folder: {run}")
-    config = _training_config(args)
+    config = training_config(args)
     run.write_config({"arguments": vars(args),
                       "training": config.to_dict()})
     print(describe_recipe(args, config))
