@@ -8,6 +8,7 @@ import keras
 from mmdsr_keras.commands.dataset_arguments import load_split
 from mmdsr_keras.commands.train_command import DEFAULTS_BY_DATASET, GENERIC_DEFAULTS
 from mmdsr_keras.training.multi_label_trainer import TrainingConfig
+from mmdsr_keras.training.training_recipe import recipe_defaults
 from mmdsr_keras.tuning.tune_arguments import parse_fixed
 
 # Choices of the widths per dataset (the backbone, weights, image size, epochs
@@ -20,6 +21,16 @@ def fill_tune_defaults(args):
     """Fills unset arguments: the `train` command's defaults for the dataset,
     and width choices around them."""
     train_defaults = DEFAULTS_BY_DATASET.get(args.dataset, GENERIC_DEFAULTS)
+    if args.weights is None:
+        args.weights = train_defaults["weights"]
+    if getattr(args, "recipe", None) is None:
+        args.recipe = train_defaults.get(
+            "recipe", "ml-gcn" if args.weights in ("none", "None") else "transfer")
+    recipe = recipe_defaults(args.recipe)
+    # Fine-tuning epochs of a trial: the transfer recipe needs at least one
+    # (KerasTuner keeps the model of the best epoch).
+    train_defaults = {"epochs": max(1, recipe["epochs"]), "batch_size": recipe["batch_size"],
+                      **train_defaults}
     widths = WIDTH_CHOICES_BY_DATASET.get(args.dataset, GENERIC_WIDTH_CHOICES)
     defaults = dict(
         backbone=train_defaults["backbone"], weights=train_defaults["weights"],
@@ -43,11 +54,15 @@ def hypermodel_from_args(args, train):
     """The `MMDSRHyperModel` described by the `tune` arguments, for `train`."""
     from mmdsr_keras.tuning import MMDSRHyperModel
 
-    base = TrainingConfig(
-        loss=args.loss, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-        clip_global_norm=args.clip_norm,
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.xla],
-    )
+    recipe = {k: v for k, v in recipe_defaults(args.recipe).items()
+              if k not in ("epochs", "batch_size")}
+    base = TrainingConfig(**{
+        **recipe, "loss": args.loss or recipe["loss"], "schedule": args.schedule,
+        "warmup_epochs": (recipe["warmup_epochs"] if args.warmup_epochs is None
+                          else args.warmup_epochs),
+        "clip_global_norm": args.clip_norm,
+        "jit_compile": {"auto": "auto", "on": True, "off": False}[args.xla],
+    })
     # Hyperband sets every trial's epochs itself (up to --max-epochs).
     epochs = None if args.tuner == "hyperband" else args.epochs
     return MMDSRHyperModel.from_dataset(
@@ -56,6 +71,7 @@ def hypermodel_from_args(args, train):
         units=args.units, node_units=args.node_units, batch_size=args.batch_size,
         epochs=epochs, fixed=parse_fixed(args.fix), base_config=base, seed=args.seed,
         on_error=args.on_error,
+        feature_cache_dir=str(pathlib.Path(args.directory) / args.project_name / "feature_cache"),
     )
 
 

@@ -21,7 +21,7 @@ RECIPES = ("transfer", "ml-gcn")
 
 # The frozen phase's AdamW rate per head type: MMDSR's head, with its
 # attention and graph layers, wants a different rate than a single Dense layer.
-TRANSFER_FROZEN_LEARNING_RATE = {"mmdsr": 1e-2, "gap": 1e-2, "gmp": 1e-2, "mlgcn": 1e-2}
+TRANSFER_FROZEN_LEARNING_RATE = {"mmdsr": 3e-3, "gap": 1e-2, "gmp": 1e-2, "mlgcn": 1e-2}
 
 TRANSFER = dict(
     frozen_epochs=40, frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,

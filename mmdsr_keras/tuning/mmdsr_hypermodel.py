@@ -10,11 +10,13 @@ import numpy as np
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback
 from mmdsr_keras.label_prior import ml_gcn_label_prior
 from mmdsr_keras.models import build_mmdsr
+from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
 from mmdsr_keras.training.multi_label_trainer import (
     TrainingConfig,
     compile_for_training,
     steps_per_epoch,
 )
+from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
 
 OBJECTIVE_NAME = "val_mAP"
 GRAPH_CHOICES = ("dynamic", "static", "none")
@@ -87,11 +89,18 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
     | `num_heads` | 1, 2, 4 (those dividing d and d/4)  \\| cross_layer | 4 |
     | `dual_branch` | False, True | True |
     | `reduction` (r) | 2, 4, 8  \\| dual_branch | 4 |
-    | `learning_rate` (head) | 1e-3 .. 0.3, log | 0.1 |
+    | `learning_rate` (head) | 1e-3 .. 0.3, log (AdamW: 1e-5 .. 1e-2) | the base config's |
     | `backbone_lr_multiplier` | 0.01 .. 1, log | 0.1 (1.0 when `weights=None`) |
     | `weight_decay` | 1e-5 .. 1e-3, log | 1e-4 |
     | `batch_size` | `batch_size` | middle choice |
     | `epochs` | `epochs` | middle choice |
+    | `frozen_learning_rate` | 3e-4 .. 3e-2, log  \| `base_config.frozen_epochs` > 0 | the base config's |
+
+    With the `transfer` recipe as `base_config` (`recipe_defaults("transfer")`,
+    what `mmdsr-keras tune` uses for pretrained backbones) every trial runs
+    the CLI's two phases: the head alone on the shared feature cache for
+    `frozen_epochs`, then `epochs` of fine-tuning with the backbone's
+    BatchNorm frozen.
 
     `fixed={"name": value}` pins any of them (`hp.Fixed`), e.g.
     `fixed={"graph": "dynamic", "num_heads": 2}`; an int for `units`,
@@ -135,6 +144,12 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
             no warm-up.
         seed: seed of the initialisation, shuffling and augmentation.
             Defaults to 0.
+        feature_cache_dir: where the frozen-backbone phase keeps its
+            `StageFeatureCache` (computed by the first trial, reused by every
+            other: the backbone is the same pretrained one). Used when
+            `base_config.frozen_epochs > 0` (the `transfer` recipe); then
+            `frozen_learning_rate` is a hyperparameter too. Defaults to
+            None (a temporary folder).
         eval_batch_size: batch size of the validation pipeline. Defaults to 32.
         on_error: a missing or corrupt image: `"skip"` or `"raise"`.
         name, tunable: as `keras_tuner.HyperModel`.
@@ -166,6 +181,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         seed=0,
         eval_batch_size=32,
         on_error="skip",
+        feature_cache_dir=None,
         name="mmdsr",
         tunable=True,
     ):
@@ -201,6 +217,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         self.seed = int(seed)
         self.eval_batch_size = int(eval_batch_size)
         self.on_error = on_error
+        self.feature_cache_dir = feature_cache_dir
 
     @classmethod
     def from_dataset(cls, train, **kwargs):
@@ -218,7 +235,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
             "global_weight", "trainable_global_weight", "units", "node_units",
             "cross_layer", "num_heads", "dual_branch", "reduction",
             "learning_rate", "backbone_lr_multiplier", "weight_decay",
-            "batch_size", "epochs",
+            "batch_size", "epochs", "frozen_learning_rate",
         ]
 
     def describe(self):
@@ -299,9 +316,13 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         """Declares (or reads) the training hyperparameters; returns them as a dict."""
         get = self._get
         multiplier_default = 1.0 if self.weights is None else 0.1
+        base = self.base_config
+        # AdamW's rates live two decades below SGD's.
+        low, high = (1e-5, 1e-2) if base.optimizer == "adamw" else (1e-3, 0.3)
         values = dict(
             learning_rate=get(hp, "learning_rate", lambda: hp.Float(
-                "learning_rate", 1e-3, 0.3, sampling="log", default=0.1)),
+                "learning_rate", low, high, sampling="log",
+                default=min(max(base.learning_rate, low), high))),
             backbone_lr_multiplier=get(hp, "backbone_lr_multiplier", lambda: hp.Float(
                 "backbone_lr_multiplier", 0.01, 1.0, sampling="log", default=multiplier_default)),
             weight_decay=get(hp, "weight_decay", lambda: hp.Float(
@@ -310,6 +331,10 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         )
         if self.epochs is not None or "epochs" in self.fixed:
             values["epochs"] = self._int_choice(hp, "epochs", self.epochs or ())
+        if base.frozen_epochs > 0:
+            values["frozen_learning_rate"] = get(hp, "frozen_learning_rate", lambda: hp.Float(
+                "frozen_learning_rate", 3e-4, 3e-2, sampling="log",
+                default=min(max(base.frozen_learning_rate, 3e-4), 3e-2)))
         return values
 
     def training_config(self, hp, epochs=None):
@@ -377,6 +402,12 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         config = TrainingConfig.from_dict(
             {**config.to_dict(), "epochs": max(1, total_epochs - initial_epoch)}
         )
+        if not config.train_backbone_batchnorm and self.weights is not None:
+            # Pretrained statistics are kept (a random backbone has none to keep).
+            freeze_backbone_batchnorm(model)
+        if config.frozen_epochs > 0 and initial_epoch == 0:
+            # The transfer recipe's phase 1, on the cache every trial shares.
+            fit_frozen_phase(model, self._feature_cache(model, train, config), config)
         steps = steps_per_epoch(len(train), config.batch_size)
         with _strategy_scope(model):
             compile_for_training(model, config, steps)
@@ -396,6 +427,15 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         )
         self._check_finite(hp, history, sentinel, val_map)
         return history
+
+    def _feature_cache(self, model, train, config):
+        if self.feature_cache_dir is None:
+            import tempfile
+
+            self.feature_cache_dir = tempfile.mkdtemp(prefix="mmdsr_feature_cache_")
+        cache = StageFeatureCache.compute(model, train, self.image_size, self.feature_cache_dir,
+                                          views=config.cache_views, seed=self.seed)
+        return cache.load_into_memory()
 
     @staticmethod
     def _check_finite(hp, history, sentinel, val_map):

@@ -44,12 +44,16 @@ def add_tune_arguments(parser):
                    help="pin a hyperparameter, e.g. --fix graph=dynamic --fix num_heads=2 "
                         "(repeatable)")
     t = parser.add_argument_group("training (per trial)")
+    t.add_argument("--recipe", choices=("transfer", "ml-gcn"),
+                   help="as for train: transfer (pretrained default) runs every trial's "
+                        "frozen-backbone phase on one shared feature cache, then --epochs of "
+                        "fine-tuning; ml-gcn (default from scratch) fine-tunes only")
     t.add_argument("--epochs", type=int, nargs="+",
                    help="choices of the epoch count (random/bayesian; Hyperband sets its own)")
     t.add_argument("--batch-size", type=int, nargs="+", help="choices of the batch size")
-    t.add_argument("--loss", default="bce", choices=("bce", "asl", "focal"))
+    t.add_argument("--loss", choices=("bce", "asl", "focal"))
     t.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
-    t.add_argument("--warmup-epochs", type=float, default=0.0)
+    t.add_argument("--warmup-epochs", type=float)
     t.add_argument("--clip-norm", type=float, default=10.0)
     t.add_argument("--xla", choices=("auto", "on", "off"), default="auto")
     t.add_argument("--seed", type=int, default=0,

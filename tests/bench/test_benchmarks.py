@@ -51,36 +51,51 @@ def test_speed_bench_reports_every_head(tmp_path):
         run_bench("speed.py", "--configs", "mobilenet_0.25@32", "--json", str(report))
 
 
-def test_quality_bench_runs_resumes_and_summarizes(tmp_path):
+def test_quality_bench_cross_validates_resumes_and_summarizes(tmp_path):
     coco = shared_path("data", "coco-mini")
-    arguments = ["--coco-mini", str(coco), "--backbone", "mobilenet_0.25", "--weights", "none",
-                 "--image-size", "32", "--heads", "gap", "mmdsr", "--seeds", "0", "1",
-                 "--frozen-epochs", "1", "--finetune-epochs", "1", "--out", str(tmp_path)]
+    arguments = ["--datasets", "coco", "--coco-mini", str(coco), "--backbone", "mobilenet_0.25",
+                 "--weights", "none", "--image-size", "32", "--heads", "probe", "gap", "mmdsr",
+                 "--finetune", "mmdsr", "--set", "recipe=transfer", "frozen_epochs=1",
+                 "epochs=1", "cache_views=2", "--bootstrap", "20", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")]
     run_bench("quality.py", *arguments)
-    (folder,) = tmp_path.iterdir()
+    (folder,) = (tmp_path / "out").iterdir()
     runs = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
-    assert sorted((r["head"], r["seed"]) for r in runs) == [
-        ("gap", 0), ("gap", 1), ("mmdsr", 0), ("mmdsr", 1)]
-    for run in runs:
-        assert len(run["losses"]) == 2 and all(np.isfinite(run["losses"]))
-        assert 0 <= run["coco80"]["mAP"] <= 100 and 0 <= run["voc20"]["mAP"] <= 100
-    assert (folder / "quality.png").stat().st_size > 0
+    # 5 folds x 3 heads, and the fine-tuning phase on coco folds 0 and 1.
+    assert sorted((r["head"], r["fold"]) for r in runs) == sorted(
+        [(h, f) for h in ("probe", "gap", "mmdsr") for f in range(5)]
+        + [("mmdsr+ft", 0), ("mmdsr+ft", 1)])
+    assert all(r["C"] in (0.001, 0.01, 0.1, 1.0) for r in runs if r["head"] == "probe")
 
-    # The summary's mean and sample std, recomputed here from the per-run lines.
+    # The pooled out-of-fold mAP of the table, recomputed from the saved scores.
+    from sklearn.model_selection import KFold
+
+    from mmdsr_keras.data.coco_json import load_coco_json
+    from mmdsr_keras.evaluation import AveragePrecisionMeter
+
+    data = load_coco_json(coco / "train2017" / "images",
+                          coco / "train2017" / "annotations" / "instances.json",
+                          keep_unlabeled=True)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(np.arange(len(data))))
+    rows = np.concatenate([test for _, test in folds])
+    scores = np.concatenate([np.load(folder / "scores" / f"coco.cv.gap.fold{k}.plain.npy")
+                             for k in range(5)])
+    meter = AveragePrecisionMeter()
+    meter.add(scores, data.labels[rows])
     summary = (folder / "summary.md").read_text()
-    gap = [r["coco80"]["mAP"] for r in runs if r["head"] == "gap"]
-    expected = f"| gap | 2 | {statistics.mean(gap):.2f} ± {statistics.stdev(gap):.2f} |"
-    assert expected in summary
+    assert f"| gap | 5 | {meter.compute()['mAP']:.2f} |" in summary
+    assert (folder / "pr_curves.png").stat().st_size > 0
+    assert (folder / "per_class_ap_difference.png").stat().st_size > 0
 
     # --resume finishes nothing twice.
     output = run_bench("quality.py", "--resume", str(folder))
-    assert " seed 0:" not in output and " seed 1:" not in output
-    assert len((folder / "runs.jsonl").read_text().splitlines()) == 4
+    assert "coco.cv." not in output.split("this invocation")[0]
+    assert len((folder / "runs.jsonl").read_text().splitlines()) == 17
 
 
 def test_head_specs_carry_options():
     quality = load_module("quality")
-    assert quality.parse_head("mmdsr:global_weight=0.8,graph=static") == (
-        "mmdsr", {"global_weight": 0.8, "graph": "static"})
+    assert quality.parse_head("mmdsr@frozen_lr=0.003,loss=asl") == (
+        "mmdsr", {"frozen_lr": 0.003, "loss": "asl"})
     with pytest.raises(SystemExit, match="unknown head"):
         quality.parse_head("resnet")

@@ -255,3 +255,25 @@ def test_cli_tune_writes_the_table(tmp_path, capsys):
     assert "Resumed project" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="other settings"):
         main(args + ["--units", "32"])
+
+
+@pytest.mark.slow
+def test_transfer_recipe_trials_share_one_feature_cache(data, tmp_path):
+    from mmdsr_keras.training.training_recipe import recipe_defaults
+
+    train, val = data
+    recipe = {**recipe_defaults("transfer"), "frozen_epochs": 2, "cache_views": 2,
+              "jit_compile": False}
+    cache_dir = tmp_path / "feature_cache"
+    hypermodel = _hypermodel(train, base_config=TrainingConfig(**recipe),
+                             feature_cache_dir=str(cache_dir))
+    tuner, _ = run_search(hypermodel, train, val, tuner="random", directory=str(tmp_path),
+                          project_name="transfer", max_trials=2, seed=3, verbose=0)
+    rows = trial_rows(tuner)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 2
+    rates = [r["hyperparameters"]["frozen_learning_rate"] for r in rows]
+    assert all(3e-4 <= r <= 3e-2 for r in rates) and rates[0] != rates[1]
+    # AdamW fine-tuning rates are searched on AdamW's scale.
+    assert all(1e-5 <= r["hyperparameters"]["learning_rate"] <= 1e-2 for r in rows)
+    metadata = json.loads((cache_dir / "cache.json").read_text())
+    assert metadata["views_done"] == 2 and metadata["num_images"] == len(train)
