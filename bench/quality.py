@@ -77,6 +77,7 @@ from mmdsr_keras.training.multi_label_trainer import (  # noqa: E402
 )
 from mmdsr_keras.training.run_directory import RunDirectory  # noqa: E402
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache  # noqa: E402
+from mmdsr_keras.training.training_recipe import resolve_frozen_epochs  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ABLATIONS = {
@@ -148,6 +149,7 @@ def train_head(head, overrides, data, flags, cache, train_rows, test_rows, args,
                work_dir):
     """Test scores `{"plain": ..., "flip": ...}` of one head trained on `train_rows`."""
     cli = cli_arguments(flags, head, overrides, args)
+    cli.frozen_epochs = resolve_frozen_epochs(cli.frozen_epochs, len(train_rows))
     config = training_config(cli)
     keras.utils.clear_session(free_memory=True)
     keras.utils.set_random_seed(config.seed)
@@ -204,6 +206,7 @@ def run_dataset(name, args, folder, done):
         return data
     # One cache of every image, built by the CLI's default MMDSR model's backbone.
     cli = cli_arguments(flags, "mmdsr", {}, args)
+    cli.frozen_epochs = resolve_frozen_epochs(cli.frozen_epochs, len(data))
     config = training_config(cli)
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)  # the heads' backbones start the same way

@@ -22,7 +22,7 @@ from mmdsr_keras.training.multi_label_trainer import (
 )
 from mmdsr_keras.training.run_directory import RunDirectory
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
-from mmdsr_keras.training.training_recipe import recipe_defaults
+from mmdsr_keras.training.training_recipe import recipe_defaults, resolve_frozen_epochs
 
 MODEL_FILE = "model.keras"
 FROZEN_PHASE_FILE = "frozen_phase.weights.h5"
@@ -94,7 +94,7 @@ def training_config(args):
         warmup_epochs=args.warmup_epochs, loss=args.loss, optimizer=args.optimizer,
         mixed_precision=args.mixed_precision,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], seed=args.seed,
-        frozen_epochs=args.frozen_epochs, frozen_learning_rate=args.frozen_lr,
+        frozen_epochs=int(args.frozen_epochs), frozen_learning_rate=args.frozen_lr,
         frozen_weight_decay=args.frozen_weight_decay, cache_views=args.cache_views,
         train_backbone_batchnorm=bool(args.train_backbone_batchnorm), ema=bool(args.ema),
     )

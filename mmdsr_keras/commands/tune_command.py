@@ -8,7 +8,7 @@ import keras
 from mmdsr_keras.commands.dataset_arguments import load_split
 from mmdsr_keras.commands.train_command import DEFAULTS_BY_DATASET, GENERIC_DEFAULTS
 from mmdsr_keras.training.multi_label_trainer import TrainingConfig
-from mmdsr_keras.training.training_recipe import recipe_defaults
+from mmdsr_keras.training.training_recipe import recipe_defaults, resolve_frozen_epochs
 from mmdsr_keras.tuning.tune_arguments import parse_fixed
 
 # Choices of the widths per dataset (the backbone, weights, image size, epochs
@@ -61,6 +61,7 @@ def hypermodel_from_args(args, train):
         "warmup_epochs": (recipe["warmup_epochs"] if args.warmup_epochs is None
                           else args.warmup_epochs),
         "clip_global_norm": args.clip_norm,
+        "frozen_epochs": resolve_frozen_epochs(recipe["frozen_epochs"], len(train)),
         "jit_compile": {"auto": "auto", "on": True, "off": False}[args.xla],
     })
     # Hyperband sets every trial's epochs itself (up to --max-epochs).

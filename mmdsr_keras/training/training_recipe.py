@@ -18,13 +18,17 @@ Every value can be overridden by its CLI flag or `TrainingConfig` field.
 """
 
 RECIPES = ("transfer", "ml-gcn")
+# The frozen phase trains on a budget of image views rather than a fixed epoch
+# count: ~40 epochs of a few hundred images, ~10 of a thousand.
+FROZEN_PHASE_VIEWS = 12_000
+FROZEN_PHASE_EPOCH_RANGE = (8, 40)
 
 # The frozen phase's AdamW rate per head type: MMDSR's head, with its
 # attention and graph layers, wants a different rate than a single Dense layer.
 TRANSFER_FROZEN_LEARNING_RATE = {"mmdsr": 3e-3, "gap": 1e-2, "gmp": 1e-2, "mlgcn": 1e-2}
 
 TRANSFER = dict(
-    frozen_epochs=40, frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,
+    frozen_epochs="auto", frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,
     epochs=0, optimizer="adamw", learning_rate=1e-3, backbone_lr_multiplier=0.1,
     weight_decay=1e-4, warmup_epochs=0.0, schedule="cosine", batch_size=16,
     train_backbone_batchnorm=False, loss="bce",
@@ -36,6 +40,24 @@ ML_GCN = dict(
 )
 
 
+def frozen_phase_epochs(num_images, views=FROZEN_PHASE_VIEWS, epoch_range=FROZEN_PHASE_EPOCH_RANGE):
+    """`frozen_epochs="auto"`: about `views` training views, within `epoch_range`.
+
+    Example:
+    >>> frozen_phase_epochs(337), frozen_phase_epochs(1181), frozen_phase_epochs(100_000)
+    (36, 10, 8)
+    """
+    low, high = epoch_range
+    return int(min(high, max(low, round(views / max(1, int(num_images))))))
+
+
+def resolve_frozen_epochs(value, num_images):
+    """An int `frozen_epochs` from an int or `"auto"` (see `frozen_phase_epochs`)."""
+    if value == "auto":
+        return frozen_phase_epochs(num_images)
+    return int(value)
+
+
 def recipe_defaults(recipe, model_type="mmdsr"):
     """The `TrainingConfig` field values of a named recipe for one head type.
 
@@ -45,7 +67,8 @@ def recipe_defaults(recipe, model_type="mmdsr"):
             `"mmdsr"`.
 
     Returns:
-        dict of `TrainingConfig` field values.
+        dict of `TrainingConfig` field values; `frozen_epochs` may be
+        `"auto"` (resolve it with `resolve_frozen_epochs`).
 
     Example:
     >>> recipe_defaults("ml-gcn")["learning_rate"]
