@@ -181,9 +181,10 @@ def train_head(head, overrides, data, flags, cache, train_rows, test_rows, args,
 
 
 def jobs(args, name, splits):
-    for protocol, folds in splits.items():
-        for fold in range(len(folds)):
-            for spec in args.heads:
+    # Head by head, so that an interrupted benchmark has whole rows.
+    for spec in args.heads:
+        for protocol, folds in splits.items():
+            for fold in range(len(folds)):
                 yield protocol, fold, spec, False
     for spec in args.finetune:
         for protocol, folds in splits.items():

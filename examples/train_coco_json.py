@@ -6,6 +6,12 @@ Any dataset annotated in COCO's instances format works: the image-level labels a
 categories of each image's annotations. This example uses the coco-mini sample that sits
 beside this repository (`../shared/data/coco-mini`) with the official MobileNet (alpha
 0.25) ImageNet weights from a local file; point the paths at your own data.
+
+It follows the package's `transfer` recipe, what `mmdsr-keras train` runs on a pretrained
+backbone: the backbone's BatchNorms stay in inference mode, its stage features are
+computed once for a few augmented views of every image, and the head trains on them
+with AdamW (`docs/BENCHMARKS.md` shows why: full fine-tuning from step 0 on a few hundred
+images wrecks the pretrained features).
 """
 
 """
@@ -14,6 +20,7 @@ beside this repository (`../shared/data/coco-mini`) with the official MobileNet 
 
 import pathlib
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -21,11 +28,10 @@ import numpy as np
 import mmdsr_keras
 from mmdsr_keras.data import load_dataset
 from mmdsr_keras.evaluation import AveragePrecisionMeter, format_metric_table
-from mmdsr_keras.training.multi_label_trainer import (
-    TrainingConfig,
-    compile_for_training,
-    steps_per_epoch,
-)
+from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
+from mmdsr_keras.training.multi_label_trainer import TrainingConfig
+from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
+from mmdsr_keras.training.training_recipe import frozen_phase_epochs, recipe_defaults
 
 keras.utils.set_random_seed(0)
 ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/coco-mini/train2017")
@@ -60,18 +66,20 @@ model = mmdsr_keras.build_mmdsr(
     label_prior=mmdsr_keras.ml_gcn_label_prior(train.labels),
     label_density=train.label_density(),
 )
+freeze_backbone_batchnorm(model)
 
 """
-## Training: the field's recipe
+## Training: the frozen-backbone phase on cached features
 
-Head learning rate 0.1, backbone 0.01, momentum 0.9, weight decay 1e-4, gradient norm
-clipped at 10, MultiScaleCrop + flip augmentation.
+Four views per image (plain, mirrored, two MultiScaleCrop + flip), stored as float16
+memory-mapped arrays; then about 12,000 image views of AdamW with cosine decay.
 """
 
-config = TrainingConfig(epochs=8, batch_size=16, learning_rate=0.1, warmup_epochs=1)
-compile_for_training(model, config, steps_per_epoch(len(train), config.batch_size))
-model.fit(train.to_tf_dataset(IMAGE_SIZE, config.batch_size, training=True),
-          epochs=config.epochs)
+recipe = recipe_defaults("transfer", "mmdsr")
+config = TrainingConfig(**{**recipe, "frozen_epochs": frozen_phase_epochs(len(train))})
+cache = StageFeatureCache.compute(model, train, IMAGE_SIZE, tempfile.mkdtemp(),
+                                  views=config.cache_views, verbose=1)
+fit_frozen_phase(model, cache.load_into_memory(), config, verbose=2)
 
 """
 ## Evaluation
