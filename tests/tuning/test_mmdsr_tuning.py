@@ -116,7 +116,8 @@ def test_search_space_declares_every_hyperparameter(data):
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)
     assert set(hp.values) == set(MMDSRHyperModel.hyperparameter_names()) - {
-        "num_perspectives", "sparsity_threshold", "prior_weight"}  # only with graph=dynamic
+        "num_perspectives", "sparsity_threshold", "prior_weight",  # only with graph=dynamic
+        "frozen_learning_rate"}  # only with a frozen-backbone phase
     assert hp.values["graph"] == "static" and hp.values["learning_rate"] == 0.05
     space = {h.name: h for h in hp.space}
     assert hp.values["units"] == 16 and set(space["units"].values) == {16, 32}
