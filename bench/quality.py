@@ -170,13 +170,15 @@ def train_head(head, overrides, data, flags, cache, train_rows, test_rows, args,
             epochs=(first, stop)), None, run, config, verbose=0,
         steps_per_epoch=steps_per_epoch(len(train), config.batch_size))
     test = data.subset(test_rows)
-    images = test.to_tf_dataset(args.image_size, 32, training=False).map(lambda x, y: x)
-    plain = np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(x))
-                            for x in images])
     import tensorflow as tf
 
-    flipped = np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(
-        tf.image.flip_left_right(x))) for x in images])
+    plain, flipped = [], []
+    # One decode of the test images serves both views.
+    for x, _ in test.to_tf_dataset(args.image_size, 32, training=False):
+        plain.append(keras.ops.convert_to_numpy(model.predict_on_batch(x)))
+        flipped.append(keras.ops.convert_to_numpy(
+            model.predict_on_batch(tf.image.flip_left_right(x))))
+    plain, flipped = np.concatenate(plain), np.concatenate(flipped)
     return {"plain": plain, "flip": (plain + flipped) / 2}
 
 
@@ -253,7 +255,7 @@ def read_runs(folder):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def pooled(folder, runs, name, protocol, head, data, splits, view="plain"):
+def pooled(folder, runs, name, protocol, head, splits, view="plain"):
     """(OOF scores, rows) of a head, pooled over the folds it finished."""
     chosen = [r for r in runs if r["dataset"] == name and r["protocol"] == protocol
               and r["head"] == head]
@@ -280,7 +282,7 @@ def summarize(folder, runs, datasets, args):
                                        and r["protocol"] == protocol))
             if not heads:
                 continue
-            reference = pooled(folder, runs, name, protocol, "mmdsr", data, splits)
+            reference = pooled(folder, runs, name, protocol, "mmdsr", splits)
             title = {"cv": f"{FOLDS}-fold CV, pooled out-of-fold", "split": "train -> val"}
             lines = [f"### {name}, {title[protocol]} ({len(data)} images)", "",
                      "| head | folds | mAP | mAP flip-TTA | CF1 | OF1 | "
@@ -288,8 +290,8 @@ def summarize(folder, runs, datasets, args):
                      + "per-fold mAP | Δ vs mmdsr per fold | Δ 95% CI (bootstrap) | s/fold |",
                      "|---" * (10 if name == "coco" else 9) + "|"]
             for head in heads:
-                scores, rows = pooled(folder, runs, name, protocol, head, data, splits)
-                flip, _ = pooled(folder, runs, name, protocol, head, data, splits, "flip")
+                scores, rows = pooled(folder, runs, name, protocol, head, splits)
+                flip, _ = pooled(folder, runs, name, protocol, head, splits, "flip")
                 chosen = sorted((r for r in runs if r["dataset"] == name
                                  and r["protocol"] == protocol and r["head"] == head),
                                 key=lambda r: r["fold"])

@@ -120,3 +120,17 @@ def test_transfer_recipe_runs_both_phases_and_resumes_across_the_boundary(tmp_pa
     assert (run / "frozen_phase.weights.h5").stat().st_mtime_ns == frozen
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2
     assert (run / "model.keras").is_file()
+
+
+def test_transfer_recipe_auto_epochs_follow_the_training_set_size(tmp_path):
+    from mmdsr_keras.training.training_recipe import frozen_phase_epochs
+
+    flags = [f for f in TWO_PHASE]
+    flags[flags.index("--frozen-epochs") + 1] = "auto"
+    flags[flags.index("--epochs") + 1] = "0"
+    assert main(["train", "--runs-dir", str(tmp_path), *flags]) == 0
+    (run,) = _run_folders(tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    # 32 shapes images: 12,000 views / 32 = 375 epochs, capped at 40.
+    assert config["training"]["frozen_epochs"] == frozen_phase_epochs(32) == 40
+    assert len((run / "frozen_log.csv").read_text().strip().splitlines()) == 41

@@ -119,11 +119,12 @@ def describe_recipe(args, config):
 
 
 def _readable(dataset):
-    bad = [i for i, info in enumerate(dataset.scan_images()) if info.error]
-    if not bad:
+    infos = dataset.scan_images()  # empty for in-memory images: nothing to leave out
+    readable = [i for i, info in enumerate(infos) if not info.error]
+    if not infos or len(readable) == len(dataset):
         return dataset
-    print(f"feature cache: leaving out {len(bad)} unreadable image(s)")
-    return dataset.subset([i for i in range(len(dataset)) if i not in set(bad)])
+    print(f"feature cache: leaving out {len(dataset) - len(readable)} unreadable image(s)")
+    return dataset.subset(readable)
 
 
 def run_frozen_phase(args, config, model, train, run):
@@ -154,16 +155,16 @@ def run_train(args):
         args = fill_defaults(args)
         run = RunDirectory.create(args.runs_dir, args.name or args.dataset)
         print(f"Run folder: {run}")
-    config = training_config(args)
-    run.write_config({"arguments": vars(args),
-                      "training": config.to_dict()})
-    print(describe_recipe(args, config))
-    keras.utils.set_random_seed(config.seed)
-    set_precision(config)
-
     train = load_split(args, "train")
     val = load_split(args, "val")
     print(f"train: {len(train)} images, val: {len(val)} images, {train.num_classes} classes")
+    # "auto" becomes the epoch count it stands for, so config.json and a resume agree.
+    args.frozen_epochs = resolve_frozen_epochs(args.frozen_epochs, len(train))
+    config = training_config(args)
+    run.write_config({"arguments": vars(args), "training": config.to_dict()})
+    print(describe_recipe(args, config))
+    keras.utils.set_random_seed(config.seed)
+    set_precision(config)
     with distribution_scope(args.distribution):
         model = build_model(args, train)
         if not config.train_backbone_batchnorm:

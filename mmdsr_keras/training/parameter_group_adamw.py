@@ -39,7 +39,6 @@ class ParameterGroupAdamW(keras.optimizers.Adam):
     """
 
     def __init__(self, learning_rate=1e-3, weight_decay=0.004, lr_multipliers=None, **kwargs):
-        kwargs.pop("weight_decay", None)
         # The base class would decay every variable at the full rate: the
         # decay is applied per variable in `update_step` instead.
         super().__init__(learning_rate=learning_rate, weight_decay=None, **kwargs)
