@@ -89,6 +89,8 @@ def _add_training_arguments(p):
                    help="let the backbone's BatchNorm statistics train (large datasets); "
                         "default: frozen with the transfer recipe")
     g.add_argument("--ema", action="store_true", help="keep and end with an EMA of the weights")
+    g.add_argument("--deep-supervision", type=float, default=0.0, metavar="W",
+                   help="MMDSR, phase 1: add W x the losses of s_m and s_r (0: off)")
     g.add_argument("--clip-norm", type=float, default=10.0)
     g.add_argument("--schedule", choices=("cosine", "step", "constant"))
     g.add_argument("--step-epochs", type=int, nargs="*", default=[])

@@ -134,3 +134,10 @@ def test_transfer_recipe_auto_epochs_follow_the_training_set_size(tmp_path):
     # 32 shapes images: 12,000 views / 32 = 375 epochs, capped at 40.
     assert config["training"]["frozen_epochs"] == frozen_phase_epochs(32) == 40
     assert len((run / "frozen_log.csv").read_text().strip().splitlines()) == 41
+
+
+def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path):
+    with pytest.raises(ValueError, match="--model mmdsr only"):
+        main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--model", "gap",
+              "--deep-supervision", "0.5"])
+    assert not tmp_path.exists() or _run_folders(tmp_path) == []

@@ -51,6 +51,9 @@ def fill_defaults(args):
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if getattr(args, "deep_supervision", 0.0) and args.model != "mmdsr":
+        raise ValueError("--deep-supervision applies to --model mmdsr only (s_m and s_r are "
+                         f"MMDSR's two branches), not --model {args.model}.")
     if args.recipe is None:
         args.recipe = "ml-gcn" if _weights(args.weights) is None else "transfer"
     if args.backbone_lr_multiplier is None and _weights(args.weights) is None:
@@ -97,6 +100,7 @@ def training_config(args):
         frozen_epochs=int(args.frozen_epochs), frozen_learning_rate=args.frozen_lr,
         frozen_weight_decay=args.frozen_weight_decay, cache_views=args.cache_views,
         train_backbone_batchnorm=bool(args.train_backbone_batchnorm), ema=bool(args.ema),
+        deep_supervision=float(getattr(args, "deep_supervision", 0.0) or 0.0),
     )
 
 
@@ -108,7 +112,9 @@ def describe_recipe(args, config):
         lines.append(f"  phase 1, frozen backbone: {config.frozen_epochs} epochs of the head on "
                      f"cached features ({config.cache_views} views per image), "
                      f"{config.frozen_optimizer} lr {config.frozen_learning_rate:g} cosine, "
-                     f"weight decay {config.frozen_weight_decay:g}")
+                     f"weight decay {config.frozen_weight_decay:g}"
+                     + (f", deep supervision w={config.deep_supervision:g}"
+                        if config.deep_supervision else ""))
     if config.epochs:
         lines.append(f"  phase 2, fine-tuning: {config.epochs} epochs, {config.optimizer} "
                      f"lr {config.learning_rate:g} {config.schedule} (backbone "

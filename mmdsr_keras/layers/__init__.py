@@ -8,3 +8,4 @@ from mmdsr_keras.layers.dynamic_semantic_gcn import DynamicSemanticGCN
 from mmdsr_keras.layers.image_preprocessing import ImagePreprocessing
 from mmdsr_keras.layers.labelled_logits import LabelledLogits
 from mmdsr_keras.layers.static_graph_classifier import StaticGraphClassifier
+from mmdsr_keras.layers.graph_head_details import GraphHeadDetails

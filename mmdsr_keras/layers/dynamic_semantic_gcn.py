@@ -95,7 +95,8 @@ class DynamicSemanticGCN(keras.layers.Layer):
             (batch, H, W, C), adjacency (batch, C, C), global_logits (batch,
             C), graph_logits (batch, C))` instead of the logits alone (a
             constructor argument because a Keras layer has one output
-            structure). Defaults to False.
+            structure; `GraphHeadDetails` gives the details of an existing
+            head as a second layer sharing its weights). Defaults to False.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -238,6 +239,11 @@ class DynamicSemanticGCN(keras.layers.Layer):
         return lam, alpha
 
     def call(self, inputs):
+        outputs = self.details(inputs)
+        return outputs if self.return_details else outputs[0]
+
+    def details(self, inputs):
+        """`(logits, class_attention, adjacency, global_logits, graph_logits)`."""
         height, width = inputs.shape[1], inputs.shape[2]
         z = ops.cast(inputs, self.compute_dtype)
         z = ops.reshape(z, (-1, height * width, z.shape[-1]))
@@ -273,8 +279,6 @@ class DynamicSemanticGCN(keras.layers.Layer):
             )
         graph_logits = ops.sum(hidden * self.graph_kernel, axis=-1) + self.graph_bias
         logits = alpha * global_logits + (1.0 - alpha) * graph_logits
-        if not self.return_details:
-            return logits
         attention = ops.reshape(attention, (-1, height, width, self.num_classes))
         return logits, attention, adjacency, global_logits, graph_logits
 

@@ -5,7 +5,8 @@ import keras
 BACKBONE_LAYER = "backbone"
 
 
-def _stage_tensors(model, backbone_layer=BACKBONE_LAYER):
+def stage_tensors(model, backbone_layer=BACKBONE_LAYER):
+    """The backbone's stage feature tensors in `model`'s graph (the head's inputs)."""
     try:
         backbone = model.get_layer(backbone_layer)
     except ValueError:
@@ -31,7 +32,7 @@ def build_stage_feature_model(model, backbone_layer=BACKBONE_LAYER):
     >>> [tuple(s[1:]) for s in build_stage_feature_model(model).output_shape]
     [(8, 8, 64), (4, 4, 128), (2, 2, 256)]
     """
-    return keras.Model(model.inputs, _stage_tensors(model, backbone_layer),
+    return keras.Model(model.inputs, stage_tensors(model, backbone_layer),
                        name=f"{model.name}_stage_features")
 
 
@@ -48,5 +49,5 @@ def build_head_model(model, backbone_layer=BACKBONE_LAYER):
     >>> build_head_model(model).output_shape
     (None, 2)
     """
-    return keras.Model(_stage_tensors(model, backbone_layer), model.outputs,
+    return keras.Model(stage_tensors(model, backbone_layer), model.outputs,
                        name=f"{model.name}_head")

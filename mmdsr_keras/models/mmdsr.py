@@ -8,6 +8,7 @@ from mmdsr_keras.layers.channel_dual_branch_cross_attention import (
 )
 from mmdsr_keras.layers.cross_layer_attention import CrossLayerAttention
 from mmdsr_keras.layers.dynamic_semantic_gcn import GRAPH_MODES, DynamicSemanticGCN
+from mmdsr_keras.layers.graph_head_details import GraphHeadDetails
 from mmdsr_keras.layers.labelled_logits import LabelledLogits
 
 HEAD_LAYER = "semantic_graph"
@@ -161,9 +162,10 @@ def build_explainer(model):
 
     Outputs a dict: `logits` `(B, C)`, `class_attention` `(B, h, w, C)` (the
     spatial softmax alpha_c on the working grid), `adjacency` `(B, C, C)` (the
-    per-image A_b), `global_logits` (s_m) and `graph_logits` (s_r). The graph
-    head is a copy of the model's (same weights at the time of the call); the
-    rest of the network is shared.
+    per-image A_b), `global_logits` (s_m) and `graph_logits` (s_r). It is a
+    second output path through the model's own graph head
+    (`GraphHeadDetails`), so it shares every weight with `model` and stays
+    current as `model` trains on.
 
     Example:
     >>> model = build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
@@ -171,11 +173,46 @@ def build_explainer(model):
     >>> sorted(build_explainer(model).output.keys())[:2]
     ['adjacency', 'class_attention']
     """
-    head = model.get_layer(HEAD_LAYER)
-    detailed_head = DynamicSemanticGCN.from_config(
-        {**head.get_config(), "return_details": True, "name": f"{HEAD_LAYER}_details"}
-    )
-    outputs = detailed_head(head.input)
-    detailed_head.set_weights(head.get_weights())
+    head = _graph_head(model)
+    outputs = GraphHeadDetails(head, name=f"{HEAD_LAYER}_details")(head.input)
     names = ("logits", "class_attention", "adjacency", "global_logits", "graph_logits")
     return keras.Model(model.inputs, dict(zip(names, outputs)), name=f"{model.name}_explainer")
+
+
+def _graph_head(model):
+    try:
+        return model.get_layer(HEAD_LAYER)
+    except ValueError:
+        raise ValueError(
+            f"model {model.name!r} has no {HEAD_LAYER!r} layer: only MMDSR models "
+            "(mmdsr_keras.build_mmdsr) have a semantic graph head."
+        ) from None
+
+
+def build_deep_supervision_model(model, inputs=None):
+    """`model` with its three scores stacked: `(B, 3, C)` = [logits, s_m, s_r].
+
+    The training view of deep supervision (design section 3.6): only the blend
+    alpha s_m + (1 - alpha) s_r is otherwise supervised, so a loss on all three
+    (`DeepSupervisionLoss`) trains the class maps and the graph path directly.
+    Shares every weight with `model`.
+
+    Args:
+        model: an MMDSR model.
+        inputs: the model's input tensors to start from. Defaults to
+            `model.inputs`; the stage feature tensors give the head alone.
+
+    Example:
+    >>> model = build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
+    ...                     image_size=64, weights=None, units=32)
+    >>> build_deep_supervision_model(model).output_shape
+    (None, 3, 3)
+    """
+    head = _graph_head(model)
+    logits, _, _, global_logits, graph_logits = GraphHeadDetails(
+        head, name=f"{HEAD_LAYER}_scores")(head.input)
+    stacked = keras.layers.Lambda(
+        lambda scores: keras.ops.stack(scores, axis=1), name="stacked_scores"
+    )([logits, global_logits, graph_logits])
+    return keras.Model(model.inputs if inputs is None else inputs, stacked,
+                       name=f"{model.name}_deep_supervision")

@@ -3,7 +3,9 @@
 import keras
 import numpy as np
 
-from mmdsr_keras.models.head_model import build_head_model
+from mmdsr_keras.models.head_model import build_head_model, stage_tensors
+from mmdsr_keras.models.mmdsr import build_deep_supervision_model
+from mmdsr_keras.training.deep_supervision_loss import DeepSupervisionLoss
 from mmdsr_keras.training.multi_label_trainer import make_loss
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD
 from mmdsr_keras.training.stage_feature_cache import PLAIN_VIEW, CachedFeatureBatches
@@ -77,6 +79,9 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
         verbose: Keras verbosity. Defaults to 0.
         first_epoch: the epoch to start at (to resume). Defaults to 0.
 
+    With `config.deep_supervision` (MMDSR) the head trains on the loss of the
+    fused logits plus that of s_m and s_r (`DeepSupervisionLoss`).
+
     Returns:
         The head model (compiled), or None when `config.frozen_epochs` is 0.
     """
@@ -85,11 +90,16 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
     if config.frozen_optimizer not in FROZEN_OPTIMIZERS:
         raise ValueError(f"frozen_optimizer={config.frozen_optimizer!r}; expected one of "
                          f"{FROZEN_OPTIMIZERS}.")
-    head = build_head_model(model)
+    loss = make_loss(config.loss)
+    if config.deep_supervision:
+        head = build_deep_supervision_model(model, inputs=stage_tensors(model))
+        loss = DeepSupervisionLoss(loss, config.deep_supervision)
+    else:
+        head = build_head_model(model)
     batches = CachedFeatureBatches(cache, rows=rows, batch_size=config.batch_size,
                                    seed=config.seed, first_epoch=first_epoch)
     head.compile(optimizer=make_frozen_phase_optimizer(config, len(batches)),
-                 loss=make_loss(config.loss), jit_compile=config.jit_compile)
+                 loss=loss, jit_compile=config.jit_compile)
     head.fit(batches, epochs=config.frozen_epochs, initial_epoch=first_epoch,
              callbacks=list(callbacks), verbose=verbose)
     if config.ema:

@@ -54,6 +54,9 @@ class TrainingConfig:
             them in inference mode. Defaults to False.
         ema: keep an exponential moving average of the weights (Keras'
             `use_ema`) and end with it. Defaults to False.
+        deep_supervision: MMDSR only, frozen phase: weight w of the extra
+            losses on s_m and s_r (`DeepSupervisionLoss`); 0 turns it off.
+            Defaults to 0.
     """
 
     epochs: int = 20
@@ -78,6 +81,7 @@ class TrainingConfig:
     cache_views: int = 4
     train_backbone_batchnorm: bool = False
     ema: bool = False
+    deep_supervision: float = 0.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
