@@ -137,14 +137,53 @@ def build_parser():
     return parser
 
 
+# Library messages name Python arguments; the CLI user knows the flags.
+FLAG_NAMES = {"(learning_rate)": "(--lr)", "(frozen_learning_rate)": "(--frozen-lr)"}
+TRACEBACK_VARIABLE = "MMDSR_KERAS_TRACEBACK"
+
+
+def explicit_arguments(parser, argv):
+    """The destinations of the flags `argv` actually sets (defaults excluded)."""
+    sentinel = object()
+    shadow = argparse.Namespace()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command, *rest = argv
+    sub = subparsers.choices[command]
+    for action in sub._actions:
+        if action.dest != "help":
+            setattr(shadow, action.dest, sentinel)
+    sub.parse_known_args(rest, namespace=shadow)
+    return sorted(k for k, v in vars(shadow).items() if v is not sentinel)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """The `mmdsr-keras` entry point; returns the exit status.
+
+    A bad input, an unreadable image or a diverged run ends with one line on
+    stderr naming what went wrong (exit 1); set `MMDSR_KERAS_TRACEBACK=1` for
+    the full traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command is None:
-        args = build_parser().parse_args(["train"] + list(argv or []))
+        argv = ["train"] + argv
+        args = parser.parse_args(argv)
+    args.explicit_arguments = explicit_arguments(parser, argv)
     # Imported here so `mmdsr-keras --help` is instant.
     from mmdsr_keras import commands
+    from mmdsr_keras.training.non_finite_loss_guard import TrainingDivergedError
 
-    return getattr(commands, f"run_{args.command}")(args)
+    try:
+        return getattr(commands, f"run_{args.command}")(args)
+    except (ValueError, OSError, TrainingDivergedError) as error:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        for name, flag in FLAG_NAMES.items():
+            message = message.replace(name, flag)
+        print(f"mmdsr-keras {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

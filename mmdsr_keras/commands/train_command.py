@@ -8,6 +8,8 @@ import numpy as np
 
 from mmdsr_keras.commands.dataset_arguments import load_split
 from mmdsr_keras.commands.run_evaluation import evaluate_and_report
+from mmdsr_keras.data.image_decoding import ImageReadError
+from mmdsr_keras.data.input_pipeline import find_unreadable_images
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback
 from mmdsr_keras.label_prior import ml_gcn_label_prior
 from mmdsr_keras.models import build_baseline, build_mmdsr
@@ -124,13 +126,50 @@ def describe_recipe(args, config):
     return "\n".join(lines)
 
 
-def _readable(dataset):
-    infos = dataset.scan_images()  # empty for in-memory images: nothing to leave out
-    readable = [i for i, info in enumerate(infos) if not info.error]
-    if not infos or len(readable) == len(dataset):
-        return dataset
-    print(f"feature cache: leaving out {len(dataset) - len(readable)} unreadable image(s)")
-    return dataset.subset(readable)
+def drop_unreadable_images(dataset, split, on_error):
+    """`(dataset without its undecodable images, the lines listing them)`.
+
+    All are found before training. With `on_error="raise"` the first such
+    image raises, naming the file; with `"skip"` they are left out (the caller
+    writes the list to the run folder), so the step count of every epoch is
+    exact and a resumed run sees the same batches.
+    """
+    problems = find_unreadable_images(dataset)
+    if not problems:
+        return dataset, []
+    if on_error == "raise":
+        raise ImageReadError(f"{split} set: {problems[0][1]} (--on-error skip leaves such "
+                             "images out)")
+    print(f"{split} set: leaving out {len(problems)} unreadable image(s), e.g. {problems[0][1]}")
+    bad = {row for row, _ in problems}
+    lines = [f"{dataset.paths[row]}\t{reason}\n" for row, reason in problems]
+    return dataset.subset([i for i in range(len(dataset)) if i not in bad]), lines
+
+
+def check_same_classes(train, val, args):
+    """Validation labels must be the training classes, in order: checked before training."""
+    if list(val.class_names) == list(train.class_names):
+        return
+    source = getattr(args, "val_annotations", None) or "the validation split"
+    missing = [c for c in train.class_names if c not in val.class_names]
+    extra = [c for c in val.class_names if c not in train.class_names]
+    detail = (f"missing {missing[:5]}" if missing else "") + (
+        f"{', ' if missing else ''}extra {extra[:5]}" if extra else "")
+    raise ValueError(f"{source}: its categories differ from the training set's "
+                     f"({detail or 'same names in another order'}); expected the "
+                     f"{len(train.class_names)} training categories.")
+
+
+def refuse_changed_flags(args, saved):
+    """`--resume` continues a run as it was started: a flag that changes it is refused."""
+    ignored = {"resume", "command", "explicit_arguments"}
+    changed = [k for k in getattr(args, "explicit_arguments", []) if k not in ignored
+               and getattr(args, k) != saved.get(k)]
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (saved: {saved.get(k)})"
+                          for k in changed)
+        raise ValueError(f"--resume continues {args.resume} with its saved settings; these "
+                         f"flags would change it: {flags}. Drop them, or start a new run.")
 
 
 def run_frozen_phase(args, config, model, train, run):
@@ -141,7 +180,7 @@ def run_frozen_phase(args, config, model, train, run):
         print(f"Frozen phase already done: {done}")
         return
     cache_dir = args.feature_cache or run.subdir("feature_cache")
-    cache = StageFeatureCache.compute(model, _readable(train), args.image_size, cache_dir,
+    cache = StageFeatureCache.compute(model, train, args.image_size, cache_dir,
                                       views=config.cache_views, seed=config.seed, verbose=1)
     cache.load_into_memory()
     log = keras.callbacks.CSVLogger(str(run.file("frozen_log.csv")))
@@ -153,21 +192,45 @@ def run_train(args):
     if args.resume:
         run = RunDirectory.resume(args.resume)
         saved = run.read_config()["arguments"]
+        refuse_changed_flags(args, saved)
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, **saved})
         args = fill_defaults(args)
         print(f"Resuming {run}")
     else:
         args = fill_defaults(args)
-        run = RunDirectory.create(args.runs_dir, args.name or args.dataset)
-        print(f"Run folder: {run}")
+        run = None
+    # The data is loaded and checked before a run folder exists: a data error
+    # leaves nothing behind.
     train = load_split(args, "train")
     val = load_split(args, "val")
+    check_same_classes(train, val, args)
+    train, skipped_train = drop_unreadable_images(train, "train", args.on_error)
+    val, skipped_val = drop_unreadable_images(val, "val", args.on_error)
+    if run is None:
+        run = RunDirectory.create(args.runs_dir, args.name or args.dataset)
+        print(f"Run folder: {run}")
+    for split, lines in (("train", skipped_train), ("val", skipped_val)):
+        if lines:
+            with open(run.file(f"skipped_{split}_images.txt"), "w") as f:
+                f.writelines(lines)
+    try:
+        return _train_in(run, args, train, val)
+    except BaseException as error:
+        # The folder says why it holds no model.keras (a resume may finish it).
+        with open(run.file("FAILED.txt"), "w") as f:
+            f.write(f"{type(error).__name__}: {error}\n")
+        raise
+
+
+def _train_in(run, args, train, val):
     print(f"train: {len(train)} images, val: {len(val)} images, {train.num_classes} classes")
     # "auto" becomes the epoch count it stands for, so config.json and a resume agree.
     args.frozen_epochs = resolve_frozen_epochs(args.frozen_epochs, len(train))
     config = training_config(args)
-    run.write_config({"arguments": vars(args), "training": config.to_dict()})
+    run.write_config({"arguments": {k: v for k, v in vars(args).items()
+                                    if k != "explicit_arguments"},
+                      "training": config.to_dict()})
     print(describe_recipe(args, config))
     keras.utils.set_random_seed(config.seed)
     set_precision(config)
@@ -200,6 +263,9 @@ def run_train(args):
             steps = None
         fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
     model.save(run.file(MODEL_FILE))
+    failed = run.file("FAILED.txt")
+    if failed.is_file():  # a resumed run that now finished
+        failed.unlink()
     metrics = evaluate_and_report(model, val_data, val.class_names, run.new_subdir("report"))
     print(f"Model: {run.file(MODEL_FILE)}")
     return 0 if np.isfinite(metrics["mAP"]) else 1

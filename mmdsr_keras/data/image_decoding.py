@@ -1,7 +1,8 @@
 """Decoding image bytes to uint8 RGB tensors, with EXIF orientation applied.
 
-The fast path is TensorFlow's own decoder (JPEG incl. CMYK, PNG, GIF, BMP;
-grayscale and palette images come out as 3-channel RGB). TensorFlow ignores
+The fast path is TensorFlow's own decoder (JPEG incl. CMYK, with the accurate
+IDCT so the pixels equal PIL's; PNG, GIF, BMP; grayscale and palette images
+come out as 3-channel RGB). TensorFlow ignores
 the EXIF orientation tag, so the orientation is read separately — once per
 file by `scan_image_file` (header only, cheap) or per example from the bytes
 by `inspect_encoded_image` — and applied with `apply_exif_orientation`.
@@ -170,6 +171,31 @@ def apply_exif_orientation(image, orientation):
     return tf.switch_case(index, branches)
 
 
+def decode_rgb(encoded):
+    """TensorFlow's decode of image bytes to uint8 RGB (no EXIF orientation).
+
+    JPEGs use the accurate integer IDCT: TF's default (the fast one) differs
+    from libjpeg's reference decode, which PIL and torchvision (the field's
+    training pipelines) use, by ~2 levels on average and up to ~15; with it
+    the pixels are PIL's exactly. Every path (training, evaluation, predict,
+    serve_bytes) decodes through here.
+
+    Example:
+    >>> png = tf.io.encode_png(tf.zeros((2, 3, 1), tf.uint8))
+    >>> decode_rgb(png).shape
+    TensorShape([2, 3, 3])
+    """
+
+    def jpeg():
+        return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        return tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    return tf.ensure_shape(image, (None, None, 3))
+
+
 def decode_image(encoded, use_pil=False, orientation=1):
     """Decodes image bytes to a uint8 RGB tensor in display orientation.
 
@@ -191,8 +217,7 @@ def decode_image(encoded, use_pil=False, orientation=1):
     """
 
     def with_tf():
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        return apply_exif_orientation(image, orientation)
+        return apply_exif_orientation(decode_rgb(encoded), orientation)
 
     def with_pil():
         image = tf.numpy_function(decode_with_pil, [encoded], tf.uint8, stateful=False)
@@ -200,3 +225,36 @@ def decode_image(encoded, use_pil=False, orientation=1):
 
     image = tf.cond(tf.cast(use_pil, tf.bool), with_pil, with_tf)
     return tf.ensure_shape(image, (None, None, 3))
+
+
+def read_image_file(path):
+    """One image file as a uint8 RGB tensor, decoded as the input pipeline does.
+
+    The same header scan and decoder as training and evaluation (TF's decoder
+    with EXIF orientation, PIL for formats TF cannot read), so `predict` sees
+    the pixels the model was trained and scored on.
+
+    Args:
+        path: image file path.
+
+    Returns:
+        `uint8` tensor `(H, W, 3)` in display orientation.
+
+    Raises:
+        ImageReadError: naming the file, when it is missing or undecodable.
+
+    Example:
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> Image.new("L", (4, 2), 7).save(path)
+    >>> read_image_file(path).shape
+    TensorShape([2, 4, 3])
+    """
+    info = scan_image_file(path)
+    if info.error:
+        raise ImageReadError(info.error)
+    try:
+        return decode_image(tf.io.read_file(str(path)), info.use_pil, info.orientation)
+    except (tf.errors.OpError, ValueError, OSError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ImageReadError(f"cannot decode image file {path}: {message}") from None

@@ -29,6 +29,20 @@ AUTOTUNE = tf.data.AUTOTUNE
 TFDS_SHUFFLE_BUFFER = 2048
 
 
+def resize_for_model(image, height, width):
+    """Evaluation's warp of a decoded image to the model input, float32 in [0, 255].
+
+    Bilinear with antialiasing (the whole image, aspect ratio not kept), then
+    clipped: the one resize of evaluation, `predict` and `serve_bytes`.
+
+    Example:
+    >>> resize_for_model(tf.zeros((10, 20, 3), tf.uint8), 4, 4).shape
+    TensorShape([4, 4, 3])
+    """
+    image = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
 def _shuffled_rows(count, shuffle, seed, epoch=None):
     if epoch is not None:
         # Epoch-indexed streams: the order of epoch e is a pure function of
@@ -141,7 +155,7 @@ def _report_failure(on_error):
     def report(name):
         name = name.decode("utf-8", "replace")
         if on_error == "raise":
-            raise ImageReadError(f"cannot decode image file {name}")
+            raise ImageReadError(f"cannot decode image file {name} (corrupt or truncated data)")
         logger.warning("Skipping undecodable image file %s", name)
         return np.bool_(False)
 
@@ -270,10 +284,7 @@ def build_input_pipeline(
         return finish(element, image)
 
     def resized(element):
-        image = tf.image.resize(
-            element["image"], (image_size, image_size), method="bilinear", antialias=True
-        )
-        return finish(element, image)
+        return finish(element, resize_for_model(element["image"], image_size, image_size))
 
     def one_epoch(epoch=None):
         elements = elements_for(epoch)
@@ -295,3 +306,40 @@ def build_input_pipeline(
         first, stop = (int(e) for e in epochs)
         batches = tf.data.Dataset.range(first, stop).flat_map(one_epoch)
     return batches.prefetch(AUTOTUNE)
+
+
+def find_unreadable_images(dataset):
+    """Every image of a file-backed dataset that cannot be read or decoded.
+
+    A header scan (`scan_images`) misses truncated or corrupt pixel data, and
+    the training pipeline can only drop such an image when it meets it, which
+    shortens an epoch after its step count was fixed. So every image is
+    decoded once here (in parallel, by the training pipeline's own decoder),
+    before training.
+
+    Args:
+        dataset: a `MultiLabelDataset`.
+
+    Returns:
+        A list of `(row, reason)`, empty for in-memory and TFDS datasets.
+
+    Example:
+    >>> from mmdsr_keras.data import MultiLabelDataset
+    >>> find_unreadable_images(MultiLabelDataset(["a"], np.ones((1, 1)), paths=["/no.jpg"]))
+    [(0, 'missing image file /no.jpg')]
+    """
+    if dataset.paths is None:
+        return []
+    infos = dataset.scan_images()
+    problems = {row: info.error for row, info in enumerate(infos) if info.error}
+    previous = logger.level
+    logger.setLevel(logging.ERROR)  # the reasons are returned, not logged one by one
+    try:
+        decoded = _file_elements(dataset, False, 0, "skip").map(lambda e: e["name"])
+        ok = {bytes(name).decode("utf-8") for name in decoded.as_numpy_iterator()}
+    finally:
+        logger.setLevel(previous)
+    for row, path in enumerate(dataset.paths):
+        if row not in problems and path not in ok:
+            problems[row] = f"cannot decode image file {path} (corrupt or truncated data)"
+    return sorted(problems.items())

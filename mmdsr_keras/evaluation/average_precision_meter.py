@@ -43,8 +43,8 @@ Conventions, and where they depart from (or settle what is undefined in) ML-GCN:
   ``OR`` (and so ``OF1``) is NaN when there is no positive at all, as are mAP/CP/CR/CF1.
 * **OP is not scikit-learn's micro precision** when some class predicts nothing: the ML-GCN rule
   ``Np = 1 where 0`` is applied before the sum, so each such class adds 1 to the denominator.
-* **NaN scores** (a diverged model) are ranked last and never predicted positive; a
-  ``RuntimeWarning`` is issued once per meter.
+* **NaN or infinite scores** (a diverged model) are refused with a ``ValueError`` in ``add``:
+  ranked anywhere, they would turn a broken model into a plausible-looking mAP.
 * All returned metrics are percentages (×100); ML-GCN reports the threshold metrics as fractions.
 """
 
@@ -120,7 +120,7 @@ def _binary(name: str, a, shape) -> np.ndarray:
 
 
 def _ranked_hits(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Returns the positive flags in stable descending-score order (NaN scores last)."""
+    """Returns the positive flags in stable descending-score order."""
     order = np.argsort(-scores, kind="stable")
     return positive[order]
 
@@ -224,11 +224,18 @@ class AveragePrecisionMeter:
 
         Raises:
             ValueError: On a shape mismatch, a number of classes that differs from earlier
-                batches, or targets / mask outside {0, 1}.
+                batches, targets / mask outside {0, 1}, or a NaN / infinite score (a diverged
+                model: ranking NaN last would report a meaningless mAP).
         """
         scores = np.array(scores, dtype=np.float64)  # a copy: later edits by the caller are harmless
         if scores.ndim != 2:
             raise ValueError(f"`scores` must have shape (N, C), got {scores.shape}.")
+        if not np.all(np.isfinite(scores)):
+            bad = int(np.sum(~np.isfinite(scores)))
+            raise ValueError(
+                f"`scores` holds {bad} NaN or infinite value(s) of {scores.size}: the model "
+                "diverged or its inputs are broken; mAP of such scores means nothing."
+            )
         targets = _binary("targets", targets, scores.shape)
         if ignore_mask is None:
             ignore = np.zeros(scores.shape, dtype=bool)
@@ -284,11 +291,6 @@ class AveragePrecisionMeter:
                 f"{len(missing)} class(es) have no (non-ignored) positive example: {missing[:20]}"
                 f"{' ...' if len(missing) > 20 else ''}. Their AP is NaN and they are left out of "
                 "mAP, CP and CR.",
-            )
-        if np.isnan(scores).any():
-            self._warn_once(
-                "nan_scores",
-                "Some scores are NaN: they are ranked last and never predicted positive.",
             )
         return scores, positive, ignore, valid
 

@@ -182,13 +182,7 @@ def _build_archive(model, class_names, height, width, top_k, labels_file):
         check = tf.debugging.Assert(recognised, [message])
         with tf.control_dependencies([check]):
             encoded = tf.identity(encoded)
-        image = tf.io.decode_image(
-            encoded, channels=3, dtype=tf.uint8, expand_animations=False
-        )
-        # Exactly the evaluation pipeline's resize (data.input_pipeline).
-        image = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
-        image = tf.clip_by_value(image, 0.0, 255.0)
-        return tf.ensure_shape(image, (height, width, 3))
+        return tf.ensure_shape(decode_for_serving(encoded, height, width), (height, width, 3))
 
     def serve_image(image):
         return predict(image)
@@ -225,6 +219,21 @@ def _build_archive(model, class_names, height, width, top_k, labels_file):
         input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
     )
     return archive
+
+
+def decode_for_serving(encoded, height, width):
+    """`serve_bytes`' decode of one encoded image: TF's decoder, then evaluation's warp.
+
+    The pixels match the training and evaluation pipeline (|delta| <= 1) for
+    JPEG (incl. CMYK), PNG (8/16-bit, gray, alpha, palette), GIF and BMP,
+    except that TF's decoders do not apply an EXIF orientation: clients send
+    upright images (`PIL.ImageOps.exif_transpose`).
+    """
+    # The data modules import TensorFlow: imported here, like it.
+    from mmdsr_keras.data.image_decoding import decode_rgb
+    from mmdsr_keras.data.input_pipeline import resize_for_model
+
+    return resize_for_model(decode_rgb(encoded), height, width)
 
 
 def _claim_version_dir(export_dir, version, staging):

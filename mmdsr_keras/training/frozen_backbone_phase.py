@@ -7,6 +7,7 @@ from mmdsr_keras.models.head_model import build_head_model, stage_tensors
 from mmdsr_keras.models.mmdsr import build_deep_supervision_model
 from mmdsr_keras.training.deep_supervision_loss import DeepSupervisionLoss
 from mmdsr_keras.training.multi_label_trainer import make_loss
+from mmdsr_keras.training.non_finite_loss_guard import NonFiniteLossGuard
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD
 from mmdsr_keras.training.stage_feature_cache import PLAIN_VIEW, CachedFeatureBatches
 from mmdsr_keras.training.warmup_decay_schedule import WarmupDecaySchedule
@@ -101,7 +102,9 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
     head.compile(optimizer=make_frozen_phase_optimizer(config, len(batches)),
                  loss=loss, jit_compile=config.jit_compile)
     head.fit(batches, epochs=config.frozen_epochs, initial_epoch=first_epoch,
-             callbacks=list(callbacks), verbose=verbose)
+             callbacks=[NonFiniteLossGuard(
+                 "frozen phase", "lower the head's rate (frozen_learning_rate)")] + list(callbacks),
+             verbose=verbose)
     if config.ema:
         head.optimizer.finalize_variable_values(head.trainable_variables)
     return head

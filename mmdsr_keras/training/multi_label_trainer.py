@@ -7,6 +7,7 @@ import math
 import keras
 
 from mmdsr_keras.training.asymmetric_loss import AsymmetricLoss
+from mmdsr_keras.training.non_finite_loss_guard import NonFiniteLossGuard
 from mmdsr_keras.training.parameter_group_adamw import ParameterGroupAdamW
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD, backbone_lr_multipliers
 from mmdsr_keras.training.warmup_decay_schedule import WarmupDecaySchedule
@@ -174,7 +175,8 @@ def fit(model, train_data, val_data, run_dir, config, callbacks=(), verbose=1,
 
     Writes `checkpoints/epoch_NNN.weights.h5` each epoch, `backup/` (model,
     optimizer state and epoch: `fit` on the same `run_dir` resumes from it),
-    `log.csv` and `tensorboard/`. Put callbacks that add metrics to the epoch
+    `log.csv` and `tensorboard/`. A NaN or infinite loss raises
+    `TrainingDivergedError` at once (nothing more is written). Put callbacks that add metrics to the epoch
     logs (e.g. the val mAP callback) in `callbacks`: they run first.
 
     For an exact resumption pass `train_data` as a function
@@ -216,6 +218,7 @@ def fit(model, train_data, val_data, run_dir, config, callbacks=(), verbose=1,
         validation_data=val_data,
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=list(callbacks) + own,
+        # The guard first: a NaN loss raises before any callback saves the model.
+        callbacks=[NonFiniteLossGuard("fine-tuning")] + list(callbacks) + own,
         verbose=verbose,
     )

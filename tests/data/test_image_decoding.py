@@ -155,3 +155,90 @@ def test_16_bit_png_is_scaled_to_8_bits(tmp_path):
     assert not scan_image_file(tmp_path / "deep.png").use_pil
     image = _read_file(tmp_path / "deep.png")
     np.testing.assert_allclose(image[..., 0], values / 257.0, atol=1.0)
+
+
+# --- One decoder everywhere: train / evaluate / predict / serve_bytes ---------
+
+FORMATS = ("rgb.png", "gray.png", "gray16.png", "rgba.png", "palette.png", "plain.jpg",
+           "cmyk.jpg", "exif6.jpg")
+
+
+@pytest.fixture(scope="module")
+def format_files(tmp_path_factory):
+    """Every supported format made from one real COCO image, with independent pixels.
+
+    Lossless files carry the pixels they were written from; JPEGs are
+    referenced by PIL's (libjpeg) decode with EXIF applied.
+    """
+    from tests.conftest import shared_path
+
+    folder = tmp_path_factory.mktemp("formats")
+    source = sorted(shared_path("data", "coco-mini", "train2017", "images").glob("*.jpg"))[0]
+    with Image.open(source) as image:
+        rgb = image.convert("RGB").resize((80, 60))
+    pixels = np.asarray(rgb)
+    gray = rgb.convert("L")
+    gray3 = np.repeat(np.asarray(gray)[..., None], 3, axis=-1)
+    palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgb.size))
+    expected = {}
+    rgb.save(folder / "rgb.png")
+    expected["rgb.png"] = pixels
+    gray.save(folder / "gray.png")
+    expected["gray.png"] = gray3
+    Image.fromarray(np.asarray(gray).astype(np.uint16) * 257).save(folder / "gray16.png")
+    expected["gray16.png"] = gray3  # 16-bit: v * 257 scales back to v exactly
+    rgba.save(folder / "rgba.png")
+    expected["rgba.png"] = pixels  # alpha dropped, not composited
+    palette.save(folder / "palette.png")
+    expected["palette.png"] = np.asarray(palette.convert("RGB"))
+    rgb.save(folder / "plain.jpg", quality=90)
+    rgb.convert("CMYK").save(folder / "cmyk.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned; displayed upright after a 90-degree turn
+    rgb.transpose(Image.Transpose.ROTATE_90).save(folder / "exif6.jpg", quality=90, exif=exif)
+    for name in ("plain.jpg", "cmyk.jpg", "exif6.jpg"):
+        with Image.open(folder / name) as image:
+            expected[name] = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert expected["exif6.jpg"].shape == (60, 80, 3)
+    return folder, expected
+
+
+def _resized(pixels, size=32):
+    from mmdsr_keras.data.input_pipeline import resize_for_model
+
+    return np.asarray(resize_for_model(tf.constant(pixels), size, size))
+
+
+def test_every_format_decodes_to_the_same_pixels_everywhere(format_files):
+    from mmdsr_keras.data.image_decoding import read_image_file
+    from mmdsr_keras.export.saved_model_export import decode_for_serving
+
+    folder, expected = format_files
+    paths = [str(folder / name) for name in FORMATS]
+    data = MultiLabelDataset(["a"], np.ones((len(paths), 1), "float32"), paths=paths)
+    (evaluated, _), = data.to_tf_dataset(32, len(paths), training=False).take(1)
+    for row, name in enumerate(FORMATS):
+        reference = expected[name].astype(int)
+        decoded = np.asarray(read_image_file(folder / name)).astype(int)  # predict's reader
+        assert np.abs(decoded - reference).max() <= 1, name
+        want = _resized(expected[name])
+        assert np.abs(np.asarray(evaluated[row]) - want).max() <= 1, name  # train / evaluate
+        served = np.asarray(decode_for_serving(tf.io.read_file(paths[row]), 32, 32))
+        if name == "exif6.jpg":
+            # TF's decoders ignore EXIF orientation: serving clients send upright images.
+            assert served.shape == (32, 32, 3)
+            assert np.abs(served - want).max() > 10
+        else:
+            assert np.abs(served - want).max() <= 1, name
+
+
+def test_predict_reader_names_a_corrupt_file(tmp_path, format_files):
+    from mmdsr_keras.data.image_decoding import read_image_file
+
+    folder, _ = format_files
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((folder / "plain.jpg").read_bytes()[:200])
+    with pytest.raises(ImageReadError, match="truncated.jpg"):
+        read_image_file(truncated)

@@ -223,12 +223,12 @@ def test_f1_is_zero_when_precision_and_recall_are_zero():
     assert m["OP"] == 0 and m["OR"] == 0 and m["OF1"] == 0.0
 
 
-def test_nan_scores_rank_last_and_warn():
-    meter = _meter([[np.nan], [1.0], [-1.0]], [[1], [0], [1]])
-    with pytest.warns(RuntimeWarning, match="NaN"):
-        ap = meter.average_precision()
-    # ranking 1.0(-) -1.0(+) nan(+) -> (1/2 + 2/3)/2
-    assert ap[0] == pytest.approx((1 / 2 + 2 / 3) / 2)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_are_refused(bad):
+    meter = AveragePrecisionMeter()
+    with pytest.raises(ValueError, match="1 NaN or infinite value"):
+        meter.add([[bad, 0.0], [1.0, -1.0]], [[1, 0], [0, 1]])
+    assert meter.num_examples == 0  # nothing of the refused batch was kept
 
 
 def test_input_validation():
