@@ -9,4 +9,14 @@ from mmdsr_keras.label_prior import (
 )
 from mmdsr_keras.models import build_baseline, build_explainer, build_mmdsr, class_names_of
 
+# What a saved model can hold besides layers (the optimizer, its schedule, the
+# loss) is registered on import, so `keras.saving.load_model` finds it.
+from mmdsr_keras.training import (  # noqa: E402, F401  (imported for registration)
+    asymmetric_loss,
+    deep_supervision_loss,
+    parameter_group_adamw,
+    parameter_group_sgd,
+    warmup_decay_schedule,
+)
+
 __version__ = "0.1.0"

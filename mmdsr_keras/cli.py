@@ -72,7 +72,9 @@ def _add_training_arguments(p):
                         "features (0: none; auto: ~12,000 image views, 8 to 40 epochs)")
     g.add_argument("--epochs", type=int,
                    help="phase 2: epochs of fine-tuning every weight (0: none)")
-    g.add_argument("--frozen-lr", type=float, help="phase 1 head learning rate (AdamW)")
+    g.add_argument("--frozen-lr", type=float, help="phase 1 head learning rate")
+    g.add_argument("--frozen-optimizer", choices=("adamw", "sgd"),
+                   help="phase 1 optimizer (sgd: momentum 0.9, coupled weight decay)")
     g.add_argument("--frozen-weight-decay", type=float, help="phase 1 weight decay")
     g.add_argument("--cache-views", type=int,
                    help="phase 1: cached views per image (plain, mirrored, then random crops)")

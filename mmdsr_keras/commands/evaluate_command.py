@@ -16,11 +16,10 @@ def run_evaluate(args):
     merged.update({k: v for k, v in vars(args).items() if v is not None})
     options = argparse.Namespace(**merged)
     data = load_split(options, args.split)
-    if list(data.class_names) != class_names_of(model):
-        raise SystemExit(
-            f"The dataset's classes {data.class_names[:5]}... differ from the model's "
-            f"{class_names_of(model)[:5]}...: evaluate on data with the training classes."
-        )
+    data, missing = data.with_class_order(class_names_of(model))
+    if missing:
+        print(f"warning: the evaluation data has no {len(missing)} of the model's classes "
+              f"({missing[:10]}{' ...' if len(missing) > 10 else ''}): they are left out of mAP.")
     image_size = model.input_shape[1]
     pipeline = data.to_tf_dataset(image_size, args.batch_size, with_ignore_mask=True,
                                   on_error=options.on_error)

@@ -40,6 +40,7 @@ GENERIC_DEFAULTS = dict(backbone="efficientnet_lite0", weights="imagenet", image
 # CLI argument -> TrainingConfig field, for the values a recipe provides.
 RECIPE_ARGUMENTS = {
     "frozen_epochs": "frozen_epochs", "frozen_lr": "frozen_learning_rate",
+    "frozen_optimizer": "frozen_optimizer",
     "frozen_weight_decay": "frozen_weight_decay", "cache_views": "cache_views",
     "epochs": "epochs", "lr": "learning_rate", "optimizer": "optimizer",
     "backbone_lr_multiplier": "backbone_lr_multiplier", "weight_decay": "weight_decay",
@@ -100,6 +101,7 @@ def training_config(args):
         mixed_precision=args.mixed_precision,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], seed=args.seed,
         frozen_epochs=int(args.frozen_epochs), frozen_learning_rate=args.frozen_lr,
+        frozen_optimizer=args.frozen_optimizer,
         frozen_weight_decay=args.frozen_weight_decay, cache_views=args.cache_views,
         train_backbone_batchnorm=bool(args.train_backbone_batchnorm), ema=bool(args.ema),
         deep_supervision=float(getattr(args, "deep_supervision", 0.0) or 0.0),
@@ -160,6 +162,15 @@ def check_same_classes(train, val, args):
                      f"{len(train.class_names)} training categories.")
 
 
+def warn_about_classes_without_positives(train):
+    """A class no training image shows cannot be learned: say which, before training."""
+    empty = [c for c, n in zip(train.class_names, train.labels.sum(axis=0)) if n == 0]
+    if empty:
+        print(f"warning: {len(empty)} class(es) have no positive training image and cannot be "
+              f"learned: {empty[:10]}{' ...' if len(empty) > 10 else ''}")
+    return empty
+
+
 def refuse_changed_flags(args, saved):
     """`--resume` continues a run as it was started: a flag that changes it is refused."""
     ignored = {"resume", "command", "explicit_arguments"}
@@ -205,6 +216,7 @@ def run_train(args):
     train = load_split(args, "train")
     val = load_split(args, "val")
     check_same_classes(train, val, args)
+    warn_about_classes_without_positives(train)
     train, skipped_train = drop_unreadable_images(train, "train", args.on_error)
     val, skipped_val = drop_unreadable_images(val, "val", args.on_error)
     if run is None:

@@ -20,8 +20,11 @@ megvii-research/ML-GCN) except where said:
 - images keep the order of the json's `images` list.
 """
 
+import collections
 import contextlib
 import io
+import json
+import logging
 import os
 
 import numpy as np
@@ -30,6 +33,69 @@ from pycocotools.coco import COCO
 from mmdsr_keras.data.multi_label_dataset import MultiLabelDataset
 
 CLASS_ORDERS = ("category_id", "name")
+logger = logging.getLogger("mmdsr_keras.data")
+
+
+def read_annotations_json(path):
+    """The parsed json file; malformed json raises a ValueError with its line and column.
+
+    Example:
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "bad.json")
+    >>> _ = open(path, "w").write('{"images": [1,]}')
+    >>> try:
+    ...     read_annotations_json(path)
+    ... except ValueError as error:
+    ...     print(str(error).split(": ", 1)[1])
+    not valid JSON at line 1, column 15: Expecting value
+    """
+    try:
+        with open(os.fspath(path), encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON at line {error.lineno}, column "
+                         f"{error.colno}: {error.msg}") from None
+
+
+def _check_structure(dataset, path):
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{path}: expected a COCO json object with 'images', 'annotations' "
+                         f"and 'categories', got a {type(dataset).__name__}.")
+    for field in ("images", "annotations", "categories"):
+        if not isinstance(dataset.get(field, []), list):
+            raise ValueError(f"{path}: field {field!r} must be a list.")
+    for i, image in enumerate(dataset.get("images", [])):
+        missing = [k for k in ("id", "file_name") if not isinstance(image, dict) or k not in image]
+        if missing:
+            raise ValueError(f"{path}: images[{i}] lacks {' and '.join(map(repr, missing))}.")
+    for i, category in enumerate(dataset.get("categories", [])):
+        if not isinstance(category, dict) or "id" not in category or "name" not in category:
+            raise ValueError(f"{path}: categories[{i}] needs an 'id' and a 'name'.")
+    image_ids = {image["id"] for image in dataset.get("images", [])}
+    for i, annotation in enumerate(dataset.get("annotations", [])):
+        if not isinstance(annotation, dict) or "image_id" not in annotation \
+                or "category_id" not in annotation:
+            raise ValueError(f"{path}: annotations[{i}] needs an 'image_id' and a 'category_id'.")
+        if annotation["image_id"] not in image_ids:
+            raise ValueError(
+                f"{path}: annotations[{i}] (id {annotation.get('id')}) refers to image_id "
+                f"{annotation['image_id']!r}, which is not in 'images'.")
+
+
+def _without_duplicate_images(dataset, path):
+    """Keeps the first entry of each image id (a duplicate could land in train and val)."""
+    counts = collections.Counter(image["id"] for image in dataset["images"])
+    duplicates = sorted((i for i, n in counts.items() if n > 1), key=str)
+    if not duplicates:
+        return dataset
+    logger.warning("%s: %d image id(s) listed more than once, kept once: %s", path,
+                   len(duplicates), duplicates[:10])
+    seen, images = set(), []
+    for image in dataset["images"]:
+        if image["id"] not in seen:
+            seen.add(image["id"])
+            images.append(image)
+    return dict(dataset, images=images)
 
 
 def ordered_categories(categories, class_order="category_id"):
@@ -85,9 +151,14 @@ def load_coco_json(
     ...     "coco-mini/train2017/annotations/instances.json",
     ...     keep_unlabeled=False)
     """
+    dataset = read_annotations_json(annotations_file)
+    _check_structure(dataset, annotations_file)
+    dataset = _without_duplicate_images(dataset, annotations_file)
     # pycocotools prints progress to stdout; keep library output quiet.
     with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(os.fspath(annotations_file))
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
     categories = ordered_categories(coco.dataset.get("categories", []), class_order)
     column = {c["id"]: i for i, c in enumerate(categories)}
 

@@ -15,7 +15,9 @@ other columns are ignored):
   else every name found, sorted alphabetically.
 """
 
+import collections
 import csv
+import logging
 import os
 import re
 
@@ -24,6 +26,41 @@ import numpy as np
 from mmdsr_keras.data.multi_label_dataset import MultiLabelDataset
 
 _SEPARATORS = re.compile(r"[;|]")
+logger = logging.getLogger("mmdsr_keras.data")
+
+
+def _normalised(name):
+    return " ".join(name.lower().split())
+
+
+def warn_about_label_rows(rows, source):
+    """Warns (listing them) about near-duplicate class names and repeated rows.
+
+    Returns:
+        The rows with exact repeats of an image path removed (the first kept):
+        a repeated image could otherwise land in both train and val.
+    """
+    names = sorted({n for _, _, found in rows for n in found})
+    groups = collections.defaultdict(list)
+    for name in names:
+        groups[_normalised(name)].append(name)
+    clashes = [g for g in groups.values() if len(g) > 1]
+    if clashes:
+        logger.warning("%s: class names that differ only in case or spacing: %s (they are "
+                       "different classes; rename them if they are meant as one)", source,
+                       clashes[:10])
+    counts = collections.Counter(resolved for _, resolved, _ in rows)
+    repeated = [p for p, n in counts.items() if n > 1]
+    if not repeated:
+        return rows
+    logger.warning("%s: %d image(s) listed more than once, kept once (first row): %s", source,
+                   len(repeated), repeated[:10])
+    seen, kept = set(), []
+    for row in rows:
+        if row[1] not in seen:
+            seen.add(row[1])
+            kept.append(row)
+    return kept
 
 
 def read_label_csv(csv_file, base_dir=None):
@@ -79,6 +116,9 @@ def dataset_from_label_rows(rows, class_names=None, name="csv", source="CSV"):
     """
     if class_names is None:
         class_names = sorted({n for _, _, names in rows for n in names})
+    if rows and not class_names:
+        raise ValueError(f"{source}: every 'labels' cell is empty; expected class names "
+                         "separated by ';' or '|' in at least one row.")
     column = {n: i for i, n in enumerate(class_names)}
     labels = np.zeros((len(rows), len(class_names)), np.float32)
     for row, (written, _, names) in enumerate(rows):
@@ -112,7 +152,7 @@ def load_csv(csv_file, class_names=None):
     ['bicycle', 'cat', 'dog', 'person']
     """
     return dataset_from_label_rows(
-        read_label_csv(csv_file),
+        warn_about_label_rows(read_label_csv(csv_file), os.fspath(csv_file)),
         class_names,
         name=os.path.basename(os.fspath(csv_file)),
         source=os.fspath(csv_file),

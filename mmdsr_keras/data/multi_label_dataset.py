@@ -141,6 +141,41 @@ class MultiLabelDataset:
             _scan_cache=self._scan_cache,
         )
 
+    def with_class_order(self, class_names):
+        """The same images with label columns in the order of `class_names`.
+
+        A class of `class_names` this dataset does not have becomes an
+        all-negative column (no positive: left out of mAP by the meter); a
+        class of this dataset outside `class_names` is an error.
+
+        Returns:
+            `(dataset, missing)`: the reordered dataset and the names it lacked.
+
+        Example:
+        >>> data = MultiLabelDataset(["dog", "cat"], [[1, 0]], images=np.zeros((1, 4, 4, 3), np.uint8))
+        >>> ordered, missing = data.with_class_order(["cat", "dog", "cow"])
+        >>> ordered.labels.tolist(), missing
+        ([[0.0, 1.0, 0.0]], ['cow'])
+        """
+        class_names = [str(c) for c in class_names]
+        unknown = [c for c in self.class_names if c not in class_names]
+        if unknown:
+            raise ValueError(f"{self.name}: classes {unknown[:10]} are not among the model's "
+                             f"{len(class_names)} classes; expected a subset of them.")
+        column = {c: i for i, c in enumerate(self.class_names)}
+        labels = np.zeros((len(self), len(class_names)), np.float32)
+        ignore = np.zeros_like(labels)
+        for j, c in enumerate(class_names):
+            if c in column:
+                labels[:, j] = self.labels[:, column[c]]
+                ignore[:, j] = self.ignore_mask[:, column[c]]
+        ordered = MultiLabelDataset(
+            class_names, labels, ignore_mask=ignore, image_ids=self.image_ids, paths=self.paths,
+            images=self.images, tfds_source=self.tfds_source, name=self.name,
+            _scan_cache=self._scan_cache,
+        )
+        return ordered, [c for c in class_names if c not in column]
+
     def random_split(self, fraction, seed=0):
         """Splits the rows at random into two disjoint datasets.
 

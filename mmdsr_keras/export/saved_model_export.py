@@ -154,7 +154,14 @@ def _build_archive(model, class_names, height, width, top_k, labels_file):
     labels = LabelTable(labels_file)
 
     def predict(images):
-        logits = tf.cast(model(images, training=False), tf.float32)
+        # An empty request gets empty outputs: the model itself cannot run a
+        # batch of 0 (its BatchNorms fail on the shape).
+        logits = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(model(images, training=False), tf.float32),
+            lambda: tf.zeros((0, num_classes), tf.float32),
+        )
+        logits = tf.ensure_shape(logits, (None, num_classes))
         return {"probabilities": tf.sigmoid(logits), "logits": logits}
 
     def decode_one(args):

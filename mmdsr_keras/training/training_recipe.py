@@ -34,7 +34,9 @@ TRANSFER = dict(
     train_backbone_batchnorm=False, loss="bce",
 )
 ML_GCN = dict(
-    frozen_epochs=0, frozen_learning_rate=1e-2, frozen_weight_decay=1e-4, cache_views=4, epochs=20, optimizer="sgd", learning_rate=0.1, backbone_lr_multiplier=0.1,
+    frozen_epochs=0, frozen_optimizer="adamw", frozen_learning_rate=1e-2,
+    frozen_weight_decay=1e-4, cache_views=4, epochs=20, optimizer="sgd", learning_rate=0.1,
+    backbone_lr_multiplier=0.1,
     weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine", batch_size=16,
     train_backbone_batchnorm=True, loss="bce",
 )
