@@ -1,6 +1,7 @@
 """The `mmdsr-keras` command line, end to end on a tiny shapes run."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -58,6 +59,80 @@ def test_predict_draws_figures(trained_run, tmp_path):
     result = json.loads((out / "predictions.json").read_text())
     assert [len(r["top"]) for r in result] == [3, 3]
     assert (out / "image_0.png").stat().st_size > 1000
+
+
+def test_predict_of_two_files_with_one_stem_keeps_both(trained_run, tmp_path):
+    from PIL import Image
+
+    paths = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "x.jpg"
+        Image.fromarray(np.random.default_rng(len(paths)).integers(
+            0, 255, (40, 40, 3), np.uint8)).save(path)
+        paths.append(str(path))
+    out = tmp_path / "predictions"
+    assert main(["predict", str(trained_run), *paths, "--out", str(out)]) == 0
+    result = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in result] == paths
+    figures = [r["figure"] for r in result]
+    assert len(set(figures)) == 2 and all(pathlib.Path(f).is_file() for f in figures)
+
+
+def test_predict_decodes_a_16_bit_png_like_evaluation(trained_run, tmp_path, capsys):
+    """PIL's convert("RGB") turns 16-bit gray to white; predict must not."""
+    import keras
+    from PIL import Image
+
+    from mmdsr_keras.data import MultiLabelDataset
+
+    gray = np.random.default_rng(3).integers(0, 256, (48, 64)).astype(np.uint16)
+    path = tmp_path / "gray16.png"
+    Image.fromarray(gray * 257).save(path)
+    out = tmp_path / "predictions"
+    assert main(["predict", str(trained_run), str(path), "--out", str(out), "--top-k", "1"]) == 0
+    top = json.loads((out / "predictions.json").read_text())[0]["top"][0]
+    model = keras.saving.load_model(trained_run / "model.keras")
+    data = MultiLabelDataset(["x"], [[1.0]], paths=[str(path)])
+    (images, _), = data.to_tf_dataset(model.input_shape[1], 1).take(1)
+    probabilities = 1 / (1 + np.exp(-np.asarray(model.predict_on_batch(images))[0]))
+    names = model.get_layer("logits").class_names
+    assert top["label"] == names[int(np.argmax(probabilities))]
+    assert top["probability"] == pytest.approx(float(probabilities.max()), abs=1e-5)
+
+
+def test_a_cli_model_loads_in_a_fresh_process_after_import_mmdsr_keras(trained_run):
+    code = ("import keras, mmdsr_keras, sys; "
+            f"m = keras.saving.load_model({str(trained_run / 'model.keras')!r}); "
+            "print(type(m.optimizer).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "ParameterGroupSGD"
+
+
+def test_evaluate_on_data_lacking_some_classes_warns_and_scores(trained_run, tmp_path, capsys):
+    from PIL import Image
+
+    config = json.loads((trained_run / "config.json").read_text())
+    import keras
+
+    names = keras.saving.load_model(trained_run / "model.keras").get_layer("logits").class_names
+    rows = []
+    for i, name in enumerate(names[:2] * 2):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8)).save(path)
+        rows.append(f"{path},{name}\n")
+    csv = tmp_path / "test.csv"
+    csv.write_text("path,labels\n" + "".join(rows))
+    out = tmp_path / "evaluation"
+    assert config["arguments"]["dataset"] == "shapes"
+    assert main(["evaluate", str(trained_run), "--dataset", "csv", "--csv", str(csv),
+                 "--val-fraction", "1.0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"has no {len(names) - 2} of the model's classes" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["mAP"])
 
 
 def test_a_second_run_never_reuses_a_folder(tmp_path):

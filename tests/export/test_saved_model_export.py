@@ -204,6 +204,13 @@ def test_garbage_bytes_clear_error_then_still_usable(loaded):
     assert out["labels"].shape == (2, TOP_K)
 
 
+def test_an_empty_batch_gets_empty_outputs(loaded):
+    out = loaded.signatures["serve_bytes"](image_bytes=tf.constant([], tf.string))
+    assert out["logits"].shape == (0, len(CLASS_NAMES)) and out["labels"].shape == (0, TOP_K)
+    out = loaded.signatures["serving_default"](image=tf.zeros((0, SIZE, SIZE, 3)))
+    assert out["probabilities"].shape == (0, len(CLASS_NAMES))
+
+
 # ---------------------------------------------------------------------------
 # Versions (export logic with a stand-in archive: no TF tracing needed)
 # ---------------------------------------------------------------------------
