@@ -416,10 +416,17 @@ def main(argv=None):
                         help="feature caches, reused across invocations")
     parser.add_argument("--out", default="bench/results", help="parent of the new folder")
     parser.add_argument("--resume", help="an earlier benchmark folder to finish")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --resume: rewrite summary.md from the finished runs, "
+                             "train nothing")
     args = parser.parse_args(argv)
+    if args.report_only and not args.resume:
+        raise SystemExit("--report-only needs --resume FOLDER.")
     if args.resume:
+        report_only = args.report_only
         folder = RunDirectory.resume(args.resume)
-        args = argparse.Namespace(**{**folder.read_config(), "resume": args.resume})
+        args = argparse.Namespace(**{**folder.read_config(), "resume": args.resume,
+                                     "report_only": report_only})
     else:
         if args.quick:
             args.datasets = ["coco"]
@@ -436,7 +443,10 @@ def main(argv=None):
           f"{args.finetune}, {args.backbone} @ {args.image_size} px", flush=True)
     started = time.perf_counter()
     done = {r["key"] for r in read_runs(folder)}
-    datasets = {name: run_dataset(name, args, folder, done) for name in args.datasets}
+    if args.report_only:
+        datasets = {name: load_data(name, args)[0] for name in args.datasets}
+    else:
+        datasets = {name: run_dataset(name, args, folder, done) for name in args.datasets}
     tables = summarize(folder, read_runs(folder), datasets, args)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     header = (f"{args.backbone} @ {args.image_size} px, the CLI's default recipe; Keras "
