@@ -14,7 +14,6 @@ import importlib
 
 _EXPORTS = {
     "MMDSRHyperModel": "mmdsr_hypermodel",
-    "NonFiniteLossSentinel": "mmdsr_hypermodel",
     "val_map_objective": "mmdsr_hypermodel",
     "TUNERS": "search",
     "ProjectMismatchError": "search",

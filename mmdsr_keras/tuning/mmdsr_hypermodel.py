@@ -16,6 +16,7 @@ from mmdsr_keras.training.multi_label_trainer import (
     compile_for_training,
     steps_per_epoch,
 )
+from mmdsr_keras.training.non_finite_loss_guard import NonFiniteLossGuard, TrainingDivergedError
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
 
 OBJECTIVE_NAME = "val_mAP"
@@ -42,25 +43,6 @@ def _choices(name, values):
 
 def _median(values):
     return values[(len(values) - 1) // 2]
-
-
-class NonFiniteLossSentinel(keras.callbacks.TerminateOnNaN):
-    """`TerminateOnNaN` that also remembers where the loss stopped being finite."""
-
-    def __init__(self):
-        super().__init__(raise_error=False)
-        self.epoch = None
-        self.bad_loss = None
-        self.bad_batch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and self.bad_loss is None and not np.isfinite(float(loss)):
-            self.bad_loss, self.bad_batch = float(loss), batch
-        super().on_batch_end(batch, logs)
 
 
 class MMDSRHyperModel(keras_tuner.HyperModel):
@@ -114,8 +96,8 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
     KerasTuner's reload of the best model, a rebuild plus its checkpoint,
     gives the trained model back).
 
-    A trial whose training loss becomes NaN/Inf is stopped
-    (`keras.callbacks.TerminateOnNaN`) and reported FAILED
+    A trial whose training loss becomes NaN/Inf is stopped at that batch
+    (`NonFiniteLossGuard`, in either phase) and reported FAILED
     (`keras_tuner.errors.FailedTrialError`): the search goes on, and the trial
     never counts as a best one. So is a trial whose `val_mAP` is NaN at every
     epoch (no validation class with a positive label) or whose predictions
@@ -405,6 +387,19 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         if not config.train_backbone_batchnorm and self.weights is not None:
             # Pretrained statistics are kept (a random backbone has none to keep).
             freeze_backbone_batchnorm(model)
+        try:
+            history, val_map = self._fit_phases(
+                model, config, train, val, total_epochs, initial_epoch, callbacks, verbose,
+                **kwargs)
+        except TrainingDivergedError as error:
+            values = ", ".join(f"{k}={v}" for k, v in sorted(hp.values.items()))
+            raise keras_tuner.errors.FailedTrialError(
+                f"{error} Hyperparameters: {values}") from None
+        self._check_finite(hp, history, val_map)
+        return history
+
+    def _fit_phases(self, model, config, train, val, total_epochs, initial_epoch, callbacks,
+                    verbose, **kwargs):
         if config.frozen_epochs > 0 and initial_epoch == 0:
             # The transfer recipe's phase 1, on the cache every trial shares.
             fit_frozen_phase(model, self._feature_cache(model, train, config), config)
@@ -416,17 +411,16 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         val_data = val.to_tf_dataset(self.image_size, self.eval_batch_size,
                                      with_ignore_mask=True, on_error=self.on_error)
         val_map = MeanAveragePrecisionCallback(val_data, verbose=1 if verbose else 0)
-        sentinel = NonFiniteLossSentinel()
         history = model.fit(
             train_data,
             epochs=total_epochs,
             initial_epoch=initial_epoch,
-            callbacks=[val_map, sentinel, *(callbacks or [])],
+            # The guard first: a diverged trial stops before the epoch's val mAP.
+            callbacks=[NonFiniteLossGuard("trial"), val_map, *(callbacks or [])],
             verbose=verbose,
             **kwargs,
         )
-        self._check_finite(hp, history, sentinel, val_map)
-        return history
+        return history, val_map
 
     def _feature_cache(self, model, train, config):
         if self.feature_cache_dir is None:
@@ -438,14 +432,9 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         return cache.load_into_memory()
 
     @staticmethod
-    def _check_finite(hp, history, sentinel, val_map):
+    def _check_finite(hp, history, val_map):
         losses = [float(v) for v in history.history.get("loss", [])]
         values = ", ".join(f"{k}={v}" for k, v in sorted(hp.values.items()))
-        if sentinel.bad_loss is not None:
-            raise keras_tuner.errors.FailedTrialError(
-                f"Training loss became {sentinel.bad_loss} at epoch {sentinel.epoch + 1}, batch "
-                f"{sentinel.bad_batch}; trial stopped by TerminateOnNaN. Hyperparameters: {values}"
-            )
         if not all(map(math.isfinite, losses)):
             raise keras_tuner.errors.FailedTrialError(
                 f"Training loss per epoch {losses} is not finite. Hyperparameters: {values}"
