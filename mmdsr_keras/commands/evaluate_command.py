@@ -3,8 +3,8 @@
 import argparse
 
 from mmdsr_keras.commands.dataset_arguments import load_split
-from mmdsr_keras.commands.run_evaluation import evaluate_and_report
 from mmdsr_keras.commands.trained_model import load_trained_model, output_folder
+from mmdsr_keras.evaluation import evaluate_and_report
 from mmdsr_keras.models import class_names_of
 
 

@@ -1,94 +1,84 @@
-"""Multi-label metrics of the field: ML-GCN's ``AveragePrecisionMeter`` in pure numpy.
+"""Multi-label metrics of the field: ML-GCN's `AveragePrecisionMeter` in pure numpy.
 
-This module re-implements (it does not copy) the semantics of the ``AveragePrecisionMeter`` of
+This module re-implements (it does not copy) the semantics of the `AveragePrecisionMeter` of
 ML-GCN (Chen et al., CVPR 2019), whose numbers every paper of the field (SSGRL, ADD-GCN, MSRN,
 Q2L, MMDSR) reports, so that our mAP / CP / CR / CF1 / OP / OR / OF1 are comparable with the
 published tables.
 
-Notation, per class ``c`` over the ``N`` accumulated examples (``s`` a logit, ``y`` a {0, 1}
-target, ``d`` the "difficult" / ignore flag):
+Notation, per class `c` over the `N` accumulated examples (`s` a logit, `y` a {0, 1} target,
+`d` the "difficult" / ignore flag):
 
-* AP (non-interpolated): sort the non-ignored examples of class ``c`` by descending score;
-  ``AP_c = (1 / P_c) Σ_{i : y_(i) = 1} prec@i`` with ``prec@i = (#positives in the first i) / i``
-  and ``P_c`` the number of (non-ignored) positives. ``mAP = 100 · mean_c AP_c``.
-* Threshold metrics (a label is predicted when ``s ≥ 0``, i.e. ``sigmoid(s) ≥ 0.5``):
-  ``Ng_c`` ground-truth positives, ``Np_c`` predicted positives, ``Nc_c`` correct predictions;
-  ``CP = mean_c Nc_c / Np_c``, ``CR = mean_c Nc_c / Ng_c``, ``CF1 = 2·CP·CR / (CP + CR)``,
-  ``OP = Σ Nc / Σ Np``, ``OR = Σ Nc / Σ Ng``, ``OF1 = 2·OP·OR / (OP + OR)``,
-  with ``Np_c`` replaced by 1 where it is 0 (as ML-GCN, also inside ``Σ Np``).
+* AP (non-interpolated): sort the non-ignored examples of class `c` by descending score;
+  `AP_c = (1 / P_c) Σ_{i : y_(i) = 1} prec@i` with `prec@i = (#positives in the first i) / i`
+  and `P_c` the number of (non-ignored) positives. `mAP = 100 · mean_c AP_c`.
+* Threshold metrics (a label is predicted when `s ≥ 0`, i.e. `sigmoid(s) ≥ 0.5`): `Ng_c`
+  ground-truth positives, `Np_c` predicted positives, `Nc_c` correct predictions;
+  `CP = mean_c Nc_c / Np_c`, `CR = mean_c Nc_c / Ng_c`, `CF1 = 2·CP·CR / (CP + CR)`,
+  `OP = Σ Nc / Σ Np`, `OR = Σ Nc / Σ Ng`, `OF1 = 2·OP·OR / (OP + OR)`, with `Np_c` replaced by
+  1 where it is 0 (as ML-GCN, also inside `Σ Np`).
 * Top-k variants: only each image's k highest scores may be predicted, each of them only if its
-  logit is ≥ 0 (ML-GCN's ``overall_topk``); then the same formulas.
+  logit is ≥ 0 (ML-GCN's `overall_topk`); then the same formulas.
 
 Conventions, and where they depart from (or settle what is undefined in) ML-GCN:
 
 * **Ignored / difficult labels.** They are skipped in AP (they neither count as a positive nor
-  take a rank), exactly as ML-GCN's ``difficult_examples=True``. In the *threshold* metrics ML-GCN
+  take a rank), exactly as ML-GCN's `difficult_examples=True`. In the *threshold* metrics ML-GCN
   only maps the target -1 to 0, so a difficult label (target 0 there) counts as a **negative**: a
   prediction on it is a false positive. We reproduce that: for the threshold metrics the
-  effective target is ``targets · (1 − ignore_mask)``.
-* **Ties.** Examples are ranked with the stable ``np.argsort(-scores, kind="stable")``: equal scores
-  keep the order in which the examples were added (first added ranks first). ML-GCN uses
-  ``torch.sort``, whose order among ties is unspecified, and scikit-learn's
-  ``average_precision_score`` treats a run of ties as one threshold, so with ties the three can
+  effective target is `targets · (1 − ignore_mask)`.
+* **Ties.** Examples are ranked with the stable `np.argsort(-scores, kind="stable")`: equal
+  scores keep the order in which the examples were added (first added ranks first). ML-GCN uses
+  `torch.sort`, whose order among ties is unspecified, and scikit-learn's
+  `average_precision_score` treats a run of ties as one threshold, so with ties the three can
   differ (never without ties). The top-k selection is stable too: among equal scores the lower
   class index wins.
 * **Classes without positives.** (After ignoring difficult labels.) Their AP is undefined
-  (ML-GCN divides by zero and crashes) and their ``Nc/Ng`` is 0/0 (ML-GCN produces NaN, which
-  makes CR and CF1 NaN). We report NaN for their AP and leave them out of **every class-averaged
-  metric**: mAP, CP and CR average over the classes with at least one positive (a
-  ``RuntimeWarning`` is issued once per meter). The overall metrics OP/OR/OF1 still count all
-  classes (a class without positives can only add false positives to ``Σ Np``). Whenever every
+  (ML-GCN divides by zero and crashes) and their `Nc/Ng` is 0/0 (ML-GCN produces NaN, which
+  makes CR and CF1 NaN). We report NaN for their AP and leave them out of **every
+  class-averaged metric**: mAP, CP and CR average over the classes with at least one positive (a
+  `RuntimeWarning` is issued once per meter). The overall metrics OP/OR/OF1 still count all
+  classes (a class without positives can only add false positives to `Σ Np`). Whenever every
   class has a positive the numbers are exactly ML-GCN's.
-* **0/0 elsewhere.** ``Np = 0`` → ``Nc/Np = 0`` (ML-GCN's ``Np = 1``); ``F1 = 0`` when ``P + R = 0``;
-  ``OR`` (and so ``OF1``) is NaN when there is no positive at all, as are mAP/CP/CR/CF1.
+* **0/0 elsewhere.** `Np = 0` → `Nc/Np = 0` (ML-GCN's `Np = 1`); `F1 = 0` when `P + R = 0`;
+  `OR` (and so `OF1`) is NaN when there is no positive at all, as are mAP/CP/CR/CF1.
 * **OP is not scikit-learn's micro precision** when some class predicts nothing: the ML-GCN rule
-  ``Np = 1 where 0`` is applied before the sum, so each such class adds 1 to the denominator.
-* **NaN or infinite scores** (a diverged model) are refused with a ``ValueError`` in ``add``:
+  `Np = 1 where 0` is applied before the sum, so each such class adds 1 to the denominator.
+* **NaN or infinite scores** (a diverged model) are refused with a `ValueError` in `add`:
   ranked anywhere, they would turn a broken model into a plausible-looking mAP.
 * All returned metrics are percentages (×100); ML-GCN reports the threshold metrics as fractions.
 """
 
-from __future__ import annotations
-
 import math
-import re
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = [
-    "AveragePrecisionMeter",
-    "format_metric_table",
-    "from_ml_gcn_targets",
-]
-
-_METRIC_ORDER = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+THRESHOLD_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 
 
-def from_ml_gcn_targets(t, zero_is_difficult: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-    """Converts ML-GCN's {-1, 0, 1} targets to ``(targets, ignore_mask)``.
+def from_ml_gcn_targets(t, zero_is_difficult=True):
+    """Converts ML-GCN's {-1, 0, 1} targets to `(targets, ignore_mask)`.
 
-    ML-GCN encodes a label as 1 (present), -1 (absent) and, on VOC, 0 ("difficult": ignored in AP,
-    a negative in the threshold metrics). Its COCO loader only uses {-1, 1}.
+    ML-GCN encodes a label as 1 (present), -1 (absent) and, on VOC, 0 ("difficult": ignored in
+    AP, a negative in the threshold metrics). Its COCO loader only uses {-1, 1}.
 
     Args:
-        t: Array-like of shape ``(N, C)`` with values in {-1, 0, 1}.
-        zero_is_difficult: If True (default, ML-GCN's ``difficult_examples=True``), 0 marks a
-            difficult label: ``ignore_mask`` is 1 there. If False, 0 is a plain negative.
+        t: array-like of shape `(N, C)` with values in {-1, 0, 1}.
+        zero_is_difficult: whether 0 marks a difficult label (`ignore_mask` is 1 there), as
+            ML-GCN's `difficult_examples=True`; if False, 0 is a plain negative. Defaults to
+            True.
 
     Returns:
-        ``(targets, ignore_mask)``: ``targets`` is ``uint8`` with 1 exactly where ``t == 1``;
-        ``ignore_mask`` is ``bool``, True where ``t == 0`` (all False if not
-        ``zero_is_difficult``).
+        `(targets, ignore_mask)`: `targets` is `uint8` with 1 exactly where `t == 1`;
+        `ignore_mask` is `bool`, True where `t == 0` (all False if not `zero_is_difficult`).
 
     Raises:
-        ValueError: If ``t`` holds a value outside {-1, 0, 1}.
+        ValueError: if `t` holds a value outside {-1, 0, 1}.
 
     Example:
-        >>> targets, ignore = from_ml_gcn_targets([[1, -1, 0]])
-        >>> targets.tolist(), ignore.tolist()
-        ([[1, 0, 0]], [[False, False, True]])
+    >>> targets, ignore = from_ml_gcn_targets([[1, -1, 0]])
+    >>> targets.tolist(), ignore.tolist()
+    ([[1, 0, 0]], [[False, False, True]])
     """
     t = np.asarray(t)
     if not np.isin(t, (-1, 0, 1)).all():
@@ -101,7 +91,7 @@ def from_ml_gcn_targets(t, zero_is_difficult: bool = True) -> Tuple[np.ndarray, 
     return targets, ignore_mask
 
 
-def _binary(name: str, a, shape) -> np.ndarray:
+def _binary(name, a, shape):
     """Validates a {0, 1} array of the given shape and returns it as bool."""
     a = np.asarray(a)
     if a.shape != shape:
@@ -119,14 +109,24 @@ def _binary(name: str, a, shape) -> np.ndarray:
     return a == 1
 
 
-def _ranked_hits(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Returns the positive flags in stable descending-score order."""
+def ranked_hits(scores, positive):
+    """The positive flags of one class in stable descending-score order (the AP's ranking).
+
+    Example:
+    >>> ranked_hits(np.array([0.1, 0.9, 0.5]), np.array([True, False, True])).tolist()
+    [False, True, True]
+    """
     order = np.argsort(-scores, kind="stable")
     return positive[order]
 
 
-def _ap_from_hits(hits: np.ndarray) -> float:
-    """Non-interpolated AP of a ranked list of positive flags (NaN without positives)."""
+def average_precision_of_hits(hits):
+    """Non-interpolated AP (a fraction) of a ranked list of positive flags; NaN without positives.
+
+    Example:
+    >>> round(average_precision_of_hits(np.array([False, True, True])), 4)
+    0.5833
+    """
     num_pos = int(hits.sum())
     if num_pos == 0:
         return math.nan
@@ -134,7 +134,7 @@ def _ap_from_hits(hits: np.ndarray) -> float:
     return float(precision_at_i[hits].sum() / num_pos)
 
 
-def _f1(p: float, r: float) -> float:
+def _f1(p, r):
     if math.isnan(p) or math.isnan(r):
         return math.nan
     if p + r == 0:
@@ -142,10 +142,10 @@ def _f1(p: float, r: float) -> float:
     return 2.0 * p * r / (p + r)
 
 
-def _threshold_metrics(predicted: np.ndarray, positive: np.ndarray, valid: np.ndarray) -> Dict[str, float]:
-    """CP/CR/CF1/OP/OR/OF1 (×100) from boolean (N, C) predictions and effective targets.
+def _threshold_metrics(predicted, positive, valid):
+    """CP/CR/CF1/OP/OR/OF1 (×100) from boolean `(N, C)` predictions and effective targets.
 
-    ``valid`` marks the classes (with ≥ 1 positive) averaged in CP and CR.
+    `valid` marks the classes (with ≥ 1 positive) averaged in CP and CR.
     """
     n_g = positive.sum(axis=0).astype(np.float64)
     n_p = predicted.sum(axis=0).astype(np.float64)
@@ -173,57 +173,56 @@ class AveragePrecisionMeter:
     """Accumulates multi-label scores and computes ML-GCN's mAP and threshold metrics.
 
     Per class c, over the non-ignored examples sorted by descending score (stable sort),
-    ``AP_c = (1 / P_c) Σ_{i : y_(i) = 1} prec@i`` and ``mAP = 100 · mean_c AP_c``. With a label
-    predicted when its logit is ≥ 0: ``CP = mean_c Nc/Np``, ``CR = mean_c Nc/Ng``,
-    ``CF1 = 2·CP·CR/(CP+CR)``, ``OP = ΣNc/ΣNp``, ``OR = ΣNc/ΣNg``, ``OF1 = 2·OP·OR/(OP+OR)``
-    (``Np = 1`` where 0). The ``_top{k}`` variants only let each image's k highest scores be
-    predicted (each still needs a logit ≥ 0). See the module docstring for ties, difficult labels
-    and classes without positives.
+    `AP_c = (1 / P_c) Σ_{i : y_(i) = 1} prec@i` and `mAP = 100 · mean_c AP_c`. With a label
+    predicted when its logit is ≥ 0: `CP = mean_c Nc/Np`, `CR = mean_c Nc/Ng`,
+    `CF1 = 2·CP·CR/(CP+CR)`, `OP = ΣNc/ΣNp`, `OR = ΣNc/ΣNg`, `OF1 = 2·OP·OR/(OP+OR)`
+    (`Np = 1` where 0). The `_top{k}` variants only let each image's k highest scores be
+    predicted (each still needs a logit ≥ 0). See the module docstring for ties, difficult
+    labels and classes without positives.
 
     Args:
-        num_classes: Optional number of classes ``C``, checked on every :meth:`add`. Default
-            None: taken from the first batch.
+        num_classes: the number of classes C, checked on every `add`. Defaults to None: taken
+            from the first batch.
 
     Example:
-        >>> import numpy as np
-        >>> meter = AveragePrecisionMeter()
-        >>> meter.add(np.array([[2.0, -1.0], [0.5, 1.0], [-3.0, 0.2]]),
-        ...           np.array([[1, 0], [0, 1], [1, 1]]))
-        >>> meter.average_precision().round(4).tolist()
-        [0.8333, 1.0]
-        >>> round(meter.compute()["mAP"], 2)
-        91.67
+    >>> meter = AveragePrecisionMeter()
+    >>> meter.add(np.array([[2.0, -1.0], [0.5, 1.0], [-3.0, 0.2]]),
+    ...           np.array([[1, 0], [0, 1], [1, 1]]))
+    >>> meter.average_precision().round(4).tolist()
+    [0.8333, 1.0]
+    >>> round(meter.compute()["mAP"], 2)
+    91.67
     """
 
-    def __init__(self, num_classes: Optional[int] = None):
+    def __init__(self, num_classes=None):
         if num_classes is not None and int(num_classes) < 1:
             raise ValueError(f"`num_classes` must be ≥ 1, got {num_classes}.")
         self._fixed_num_classes = None if num_classes is None else int(num_classes)
-        self._warned: set = set()
+        self._warned = set()
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self):
         """Forgets every accumulated example (the warn-once state is kept)."""
-        self._scores: List[np.ndarray] = []
-        self._targets: List[np.ndarray] = []
-        self._ignore: List[np.ndarray] = []
+        self._scores = []
+        self._targets = []
+        self._ignore = []
         self._num_classes = self._fixed_num_classes
         self._cache = None
 
-    def add(self, scores, targets, ignore_mask=None) -> None:
+    def add(self, scores, targets, ignore_mask=None):
         """Accumulates one batch.
 
         Args:
-            scores: Array-like ``(N, C)`` of logits (anything monotone in them ranks the same,
-                but the threshold metrics threshold at 0). Any array-like works (numpy, eager
-                TensorFlow, CPU torch, JAX).
-            targets: Array-like ``(N, C)`` multi-hot in {0, 1} (bool accepted). ML-GCN's
-                {-1, 0, 1} targets go through :func:`from_ml_gcn_targets` first.
-            ignore_mask: Optional ``(N, C)`` in {0, 1}: 1 where the label is "difficult" /
-                ignored. Default None: nothing ignored.
+            scores: array-like `(N, C)` of logits (anything monotone in them ranks the same,
+                but the threshold metrics threshold at 0): numpy, eager TensorFlow, CPU torch
+                or JAX.
+            targets: array-like `(N, C)` multi-hot in {0, 1} (bool accepted). ML-GCN's
+                {-1, 0, 1} targets go through `from_ml_gcn_targets` first.
+            ignore_mask: `(N, C)` in {0, 1}: 1 where the label is "difficult" / ignored.
+                Defaults to None: nothing ignored.
 
         Raises:
-            ValueError: On a shape mismatch, a number of classes that differs from earlier
+            ValueError: on a shape mismatch, a number of classes that differs from earlier
                 batches, targets / mask outside {0, 1}, or a NaN / infinite score (a diverged
                 model: ranking NaN last would report a meaningless mAP).
         """
@@ -254,17 +253,17 @@ class AveragePrecisionMeter:
         self._cache = None
 
     @property
-    def num_examples(self) -> int:
+    def num_examples(self):
         """Number of accumulated examples."""
         return int(sum(s.shape[0] for s in self._scores))
 
     @property
-    def num_classes(self) -> Optional[int]:
+    def num_classes(self):
         """Number of classes (None before the first batch unless given)."""
         return self._num_classes
 
-    def arrays(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns the accumulated ``(scores float64, targets bool, ignore_mask bool)``, (N, C) each."""
+    def arrays(self):
+        """The accumulated `(scores float64, targets bool, ignore_mask bool)`, `(N, C)` each."""
         if not self._scores:
             raise ValueError("The meter is empty: call `add()` first.")
         if self._cache is None:
@@ -275,7 +274,7 @@ class AveragePrecisionMeter:
             )
         return self._cache
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, key, message):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -294,46 +293,44 @@ class AveragePrecisionMeter:
             )
         return scores, positive, ignore, valid
 
-    def average_precision(self) -> np.ndarray:
-        """Per-class non-interpolated AP as fractions in [0, 1] (ML-GCN's ``value()``).
+    def average_precision(self):
+        """Per-class non-interpolated AP as fractions in [0, 1] (ML-GCN's `value()`).
 
         Returns:
-            Array of shape ``(C,)``; NaN for a class without a (non-ignored) positive.
+            Array of shape `(C,)`; NaN for a class without a (non-ignored) positive.
         """
         scores, positive, ignore, _ = self._prepare()
         return self._average_precision(scores, positive, ignore)
 
     @staticmethod
-    def _average_precision(scores, positive, ignore) -> np.ndarray:
+    def _average_precision(scores, positive, ignore):
         ap = np.empty(scores.shape[1], dtype=np.float64)
         for c in range(scores.shape[1]):
             keep = ~ignore[:, c]  # difficult examples are skipped: no rank, no positive
-            ap[c] = _ap_from_hits(_ranked_hits(scores[keep, c], positive[keep, c]))
+            ap[c] = average_precision_of_hits(ranked_hits(scores[keep, c], positive[keep, c]))
         return ap
 
-    def compute(self, top_k: int = 3) -> Dict[str, object]:
+    def compute(self, top_k=3):
         """Computes every metric over the accumulated examples.
 
         Args:
-            top_k: k of the top-k variants (default 3, the field's). Clipped to C.
+            top_k: k of the top-k variants, clipped to C. Defaults to 3 (the field's).
 
         Returns:
-            Dict of Python floats, in percent: ``mAP, CP, CR, CF1, OP, OR, OF1`` and
-            ``CP_top{k}, CR_top{k}, CF1_top{k}, OP_top{k}, OR_top{k}, OF1_top{k}`` (``_top3`` by
-            default), plus ``AP``: the list of per-class APs in percent (NaN where undefined;
-            ``mAP`` is their NaN-skipping mean).
+            dict of Python floats, in percent: `mAP, CP, CR, CF1, OP, OR, OF1` and
+            `CP_top{k}, CR_top{k}, CF1_top{k}, OP_top{k}, OR_top{k}, OF1_top{k}` (`_top3` by
+            default), plus `AP`: the list of per-class APs in percent (NaN where undefined;
+            `mAP` is their NaN-skipping mean).
 
         Raises:
-            ValueError: If the meter is empty or ``top_k < 1``.
+            ValueError: if the meter is empty or `top_k < 1`.
         """
         top_k = int(top_k)
         if top_k < 1:
             raise ValueError(f"`top_k` must be ≥ 1, got {top_k}.")
         scores, positive, ignore, valid = self._prepare()
         ap = self._average_precision(scores, positive, ignore)
-        metrics: Dict[str, object] = {
-            "mAP": float(100.0 * np.mean(ap[valid])) if valid.any() else math.nan
-        }
+        metrics = {"mAP": float(100.0 * np.mean(ap[valid])) if valid.any() else math.nan}
         predicted = scores >= 0  # NaN → False
         metrics.update(_threshold_metrics(predicted, positive, valid))
 
@@ -345,55 +342,3 @@ class AveragePrecisionMeter:
         metrics.update({f"{name}_top{top_k}": value for name, value in top_metrics.items()})
         metrics["AP"] = [float(100.0 * a) for a in ap]
         return metrics
-
-
-def _fmt(value) -> str:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    return "nan" if math.isnan(value) else f"{value:.2f}"
-
-
-def format_metric_table(metrics: Dict[str, object], class_names: Optional[Sequence[str]] = None) -> str:
-    """Formats the dict of :meth:`AveragePrecisionMeter.compute` as a printable text table.
-
-    One row for the metrics over all labels (``mAP CP CR CF1 OP OR OF1``) and one per top-k
-    variant found in ``metrics`` (``CP_top3`` … → row ``top-3``; its mAP column is ``-``). If
-    ``class_names`` is given and ``metrics`` has ``AP``, a per-class AP table follows.
-
-    Args:
-        metrics: Dict as returned by :meth:`AveragePrecisionMeter.compute` (percentages).
-        class_names: Optional names of the C classes, for the per-class table. Default None:
-            no per-class table.
-
-    Returns:
-        The table as one string (lines joined by ``\\n``, no trailing newline).
-
-    Raises:
-        ValueError: If ``class_names`` does not match the length of ``metrics["AP"]``.
-
-    Example:
-        >>> print(format_metric_table({"mAP": 90.0, "CP": 80.0, "CR": 70.0, "CF1": 74.67,
-        ...                            "OP": 81.0, "OR": 72.0, "OF1": 76.24}))
-                   mAP     CP     CR    CF1     OP     OR    OF1
-        all      90.00  80.00  70.00  74.67  81.00  72.00  76.24
-    """
-    columns = ("mAP",) + _METRIC_ORDER
-    width = 7
-    lines = [" " * 7 + "".join(f"{c:>{width}}" for c in columns)]
-    lines.append(f"{'all':<7}" + "".join(f"{_fmt(metrics.get(c)):>{width}}" for c in columns))
-    ks = sorted({int(m.group(1)) for key in metrics for m in [re.fullmatch(r"CP_top(\d+)", key)] if m})
-    for k in ks:
-        row = [_fmt(metrics.get(f"mAP_top{k}"))] + [_fmt(metrics.get(f"{c}_top{k}")) for c in _METRIC_ORDER]
-        lines.append(f"{'top-' + str(k):<7}" + "".join(f"{v:>{width}}" for v in row))
-    if class_names is not None and "AP" in metrics:
-        ap = list(metrics["AP"])
-        if len(class_names) != len(ap):
-            raise ValueError(f"{len(class_names)} class names for {len(ap)} per-class APs.")
-        name_width = max([len("class")] + [len(str(n)) for n in class_names])
-        lines.append("")
-        lines.append(f"{'class':<{name_width}}  {'AP':>{width}}")
-        for name, value in zip(class_names, ap):
-            lines.append(f"{str(name):<{name_width}}  {_fmt(value):>{width}}")
-    return "\n".join(lines)

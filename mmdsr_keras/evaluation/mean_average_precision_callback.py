@@ -1,18 +1,13 @@
 """Keras callback writing ML-GCN's mAP (and CF1/OF1) into the epoch logs."""
 
-from __future__ import annotations
-
 import collections.abc
 import copy
-import math
-from typing import Dict, Iterable, Optional, Sequence, Union
 
 import keras
 import numpy as np
 
-from mmdsr_keras.evaluation.average_precision_meter import AveragePrecisionMeter
-
-__all__ = ["MeanAveragePrecisionCallback"]
+from mmdsr_keras.evaluation.average_precision_meter import THRESHOLD_METRICS, AveragePrecisionMeter
+from mmdsr_keras.evaluation.metric_table import format_metric
 
 
 def _to_numpy(a):
@@ -26,80 +21,81 @@ def _to_numpy(a):
     return np.asarray(a)
 
 
-def _is_array(a) -> bool:
+def _is_array(a):
     return hasattr(a, "shape") and hasattr(a, "dtype")
 
 
 class MeanAveragePrecisionCallback(keras.callbacks.Callback):
-    """Computes ML-GCN's mAP on validation data every ``frequency`` epochs and logs it.
+    """Computes ML-GCN's mAP on validation data every `frequency` epochs and logs it.
 
-    At the end of every ``frequency``-th epoch the model predicts the validation data
-    (``model.predict_on_batch``, batch by batch), an :class:`AveragePrecisionMeter` computes
-    ``mAP = 100 · mean_c AP_c`` (non-interpolated AP, difficult labels skipped) and the threshold
-    metrics (``CF1 = 2·CP·CR/(CP+CR)``, ``OF1 = 2·OP·OR/(OP+OR)`` at logit ≥ 0), and
-    ``logs[prefix + name]`` is set for each name in ``log_metrics`` (by default ``val_mAP``,
-    ``val_CF1`` and ``val_OF1``, in percent). The full metric dict is kept in
-    :attr:`last_metrics`.
+    At the end of every `frequency`-th epoch the model predicts the validation data
+    (`model.predict_on_batch`, batch by batch), an `AveragePrecisionMeter` computes
+    `mAP = 100 · mean_c AP_c` (non-interpolated AP, difficult labels skipped) and the threshold
+    metrics (`CF1 = 2·CP·CR/(CP+CR)`, `OF1 = 2·OP·OR/(OP+OR)` at logit ≥ 0), and
+    `logs[prefix + name]` is set for each name in `log_metrics` (by default `val_mAP`,
+    `val_CF1` and `val_OF1`, in percent). The full metric dict is kept in
+    `last_metrics`.
 
-    **Put this callback first in the ``callbacks`` list.** Keras calls the callbacks in list order
-    and they share one ``logs`` dict; ``ModelCheckpoint``, ``EarlyStopping``,
-    ``ReduceLROnPlateau``, ``TensorBoard`` or ``CSVLogger`` placed *before* it would not see
-    ``val_mAP``. ``History`` and the progress bar are appended by Keras after the user's callbacks,
-    so they always see it; so does KerasTuner (it reads ``History`` and appends its own checkpoint
-    callback), so ``kt.Objective("val_mAP", "max")`` works. On epochs skipped by ``frequency``
-    the keys are absent (monitors then warn and skip): use ``frequency=1`` when a monitor depends
+    **Put this callback first in the `callbacks` list.** Keras calls the callbacks in list order
+    and they share one `logs` dict; `ModelCheckpoint`, `EarlyStopping`,
+    `ReduceLROnPlateau`, `TensorBoard` or `CSVLogger` placed *before* it would not see
+    `val_mAP`. `History` and the progress bar are appended by Keras after the user's callbacks,
+    so they always see it; so does KerasTuner (it reads `History` and appends its own checkpoint
+    callback), so `kt.Objective("val_mAP", "max")` works. On epochs skipped by `frequency`
+    the keys are absent (monitors then warn and skip): use `frequency=1` when a monitor depends
     on them.
 
     Works on every backend: predictions are brought to numpy with
-    ``keras.ops.convert_to_numpy``. KerasTuner deep-copies callbacks per trial; a copy shares the
+    `keras.ops.convert_to_numpy`. KerasTuner deep-copies callbacks per trial; a copy shares the
     (read-only) validation data and gets a fresh meter.
 
     Args:
-        validation_data: One of
-            * a tuple ``(x, y)`` or ``(x, y, ignore_mask)`` of arrays (``x`` may also be a
-              dict/list of arrays for a multi-input model), batched here by ``batch_size``;
-            * a re-iterable of batches (``tf.data.Dataset``, list, ``keras.utils.PyDataset``)
-              yielding ``(x, y)`` or ``(x, y, ignore_mask)``. A one-shot iterator/generator is
+        validation_data: one of
+            * a tuple `(x, y)` or `(x, y, ignore_mask)` of arrays (`x` may also be a
+              dict/list of arrays for a multi-input model), batched here by `batch_size`;
+            * a re-iterable of batches (`tf.data.Dataset`, list, `keras.utils.PyDataset`)
+              yielding `(x, y)` or `(x, y, ignore_mask)`. A one-shot iterator/generator is
               rejected (it would be empty from the second evaluation on).
-            ``y`` is multi-hot {0, 1}; ``ignore_mask`` is 1 for "difficult"/ignored labels
-            (see :func:`from_ml_gcn_targets` for ML-GCN's {-1, 0, 1} labels).
-        batch_size: Batch size used for tuple-of-arrays data. Default 32.
-        frequency: Evaluate at the end of epochs ``frequency, 2·frequency, …`` (1-based).
-            Default 1.
-        top_k: k of the top-k metrics. Default 3.
-        from_logits: Whether the model outputs logits (default True). If False, outputs are
-            probabilities and are mapped to logits ``log p − log(1 − p)`` (in float64) so the
-            threshold stays at p ≥ 0.5.
-        output: Which model output holds the class scores when the model has several: an int
-            index or a dict key. Default None: the model must have a single output.
-        prefix: Prefix of the log keys. Default ``"val_"``.
-        log_metrics: Names of the metrics written into the logs. Default
-            ``("mAP", "CF1", "OF1")``.
-        verbose: 1 (default) prints a one-line summary after each evaluation; 0 is silent.
+            `y` is multi-hot {0, 1}; `ignore_mask` is 1 for "difficult"/ignored labels
+            (see `from_ml_gcn_targets` for ML-GCN's {-1, 0, 1} labels).
+        batch_size: batch size of tuple-of-arrays data. Defaults to 32.
+        frequency: evaluate at the end of epochs `frequency, 2·frequency, …` (1-based).
+            Defaults to 1.
+        top_k: k of the top-k metrics. Defaults to 3.
+        from_logits: whether the model outputs logits. If False, outputs are probabilities
+            and are mapped to logits `log p − log(1 − p)` (in float64) so the threshold stays
+            at p ≥ 0.5. Defaults to True.
+        output: which model output holds the class scores when the model has several: an int
+            index or a dict key. Defaults to None: the model must have a single output.
+        prefix: prefix of the log keys. Defaults to `"val_"`.
+        log_metrics: names of the metrics written into the logs. Defaults to
+            `("mAP", "CF1", "OF1")`.
+        verbose: 1 prints a one-line summary after each evaluation; 0 is silent. Defaults
+            to 1.
 
     Example:
-        >>> import numpy as np, keras
-        >>> x = np.random.rand(16, 4).astype("float32")
-        >>> y = (np.random.rand(16, 3) > 0.5).astype("float32")
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> model.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True))
-        >>> cb = MeanAveragePrecisionCallback((x, y), verbose=0)
-        >>> history = model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
-        >>> "val_mAP" in history.history
-        True
+    >>> import numpy as np, keras
+    >>> x = np.random.rand(16, 4).astype("float32")
+    >>> y = (np.random.rand(16, 3) > 0.5).astype("float32")
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True))
+    >>> cb = MeanAveragePrecisionCallback((x, y), verbose=0)
+    >>> history = model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+    >>> "val_mAP" in history.history
+    True
     """
 
     def __init__(
         self,
         validation_data,
-        batch_size: int = 32,
-        frequency: int = 1,
-        top_k: int = 3,
-        from_logits: bool = True,
-        output: Optional[Union[int, str]] = None,
-        prefix: str = "val_",
-        log_metrics: Sequence[str] = ("mAP", "CF1", "OF1"),
-        verbose: int = 1,
+        batch_size=32,
+        frequency=1,
+        top_k=3,
+        from_logits=True,
+        output=None,
+        prefix="val_",
+        log_metrics=("mAP", "CF1", "OF1"),
+        verbose=1,
     ):
         super().__init__()
         if int(frequency) < 1:
@@ -126,7 +122,7 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
             )
         known = {"mAP"} | {
             f"{m}{suffix}"
-            for m in ("CP", "CR", "CF1", "OP", "OR", "OF1")
+            for m in THRESHOLD_METRICS
             for suffix in ("", f"_top{int(top_k)}")
         }
         unknown = [m for m in log_metrics if m not in known]
@@ -142,10 +138,10 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
         self.log_metrics = tuple(log_metrics)
         self.verbose = int(verbose)
         self.meter = AveragePrecisionMeter()
-        self.last_metrics: Optional[Dict[str, object]] = None
+        self.last_metrics = None
 
     @staticmethod
-    def _is_array_tuple(data) -> bool:
+    def _is_array_tuple(data):
         return isinstance(data, tuple) and len(data) in (2, 3) and _is_array(data[1])
 
     def __deepcopy__(self, memo):
@@ -159,7 +155,7 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
         new.meter = AveragePrecisionMeter()
         return new
 
-    def _batches(self) -> Iterable:
+    def _batches(self):
         data = self.validation_data
         if self._is_array_tuple(data):
             x, y = data[0], data[1]
@@ -203,14 +199,15 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
             )
         return outputs
 
-    def evaluate(self, model=None) -> Dict[str, object]:
+    def evaluate(self, model=None):
         """Predicts the validation data and returns the meter's metric dict (also stored).
 
         Args:
-            model: Model to evaluate. Default None: the model being trained (``self.model``).
+            model: the model to evaluate. Defaults to None: the model being trained
+                (`self.model`).
 
         Returns:
-            The dict of :meth:`AveragePrecisionMeter.compute` (percentages).
+            The dict of `AveragePrecisionMeter.compute` (percentages).
         """
         if model is None:
             model = self.model  # fetched once: on JAX this syncs the training state
@@ -237,12 +234,7 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
                 logs[self.prefix + name] = float(metrics[name])
         if self.verbose:
             summary = " - ".join(
-                f"{self.prefix}{name}: {self._fmt(metrics[name])}"
-                for name in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
+                f"{self.prefix}{name}: {format_metric(metrics[name])}"
+                for name in ("mAP",) + THRESHOLD_METRICS
             )
             print(f"\nEpoch {epoch + 1}: {summary}", flush=True)
-
-    @staticmethod
-    def _fmt(value) -> str:
-        value = float(value)
-        return "nan" if math.isnan(value) else f"{value:.2f}"

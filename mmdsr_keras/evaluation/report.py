@@ -1,33 +1,30 @@
 """Evaluation report: PR curves, sorted per-class AP bars and a metrics JSON."""
 
-from __future__ import annotations
-
 import json
 import math
 import os
-from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from mmdsr_keras.evaluation.average_precision_meter import (
     AveragePrecisionMeter,
-    _ap_from_hits,
-    _ranked_hits,
+    average_precision_of_hits,
+    ranked_hits,
 )
+from mmdsr_keras.evaluation.metric_table import format_metric
 
-__all__ = ["write_report", "REPORT_FILES"]
-
-#: The files :func:`write_report` writes, in its output directory.
+# The files `write_report` writes, in its output directory.
 REPORT_FILES = ("pr_curves.png", "per_class_ap.png", "metrics.json")
 
 
-def _pr_curve(scores: np.ndarray, positive: np.ndarray):
+def _pr_curve(scores, positive):
     """Precision and recall at every rank of the stable descending-score order (the AP's ranks)."""
-    hits = _ranked_hits(scores, positive)
+    hits = ranked_hits(scores, positive)
     tp = np.cumsum(hits)
     precision = tp / np.arange(1, hits.size + 1)
     recall = tp / max(int(hits.sum()), 1)
-    return np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision]), _ap_from_hits(hits)
+    return (np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision]),
+            average_precision_of_hits(hits))
 
 
 def _json_ready(value):
@@ -48,55 +45,55 @@ def write_report(
     scores,
     targets,
     ignore_mask=None,
-    class_names: Optional[Sequence[str]] = None,
-    top_k: int = 3,
-    max_highlighted: int = 20,
-) -> Dict[str, str]:
-    """Writes ``pr_curves.png``, ``per_class_ap.png`` and ``metrics.json`` into ``out_dir``.
+    class_names=None,
+    top_k=3,
+    max_highlighted=20,
+):
+    """Writes `pr_curves.png`, `per_class_ap.png` and `metrics.json` into `out_dir`.
 
-    The metrics are those of :class:`AveragePrecisionMeter` (``mAP = 100 · mean_c AP_c`` with the
-    non-interpolated ``AP_c = (1/P_c) Σ_{i: y_(i)=1} prec@i``, difficult labels skipped; CP, CR,
+    The metrics are those of `AveragePrecisionMeter` (`mAP = 100 · mean_c AP_c` with the
+    non-interpolated `AP_c = (1/P_c) Σ_{i: y_(i)=1} prec@i`, difficult labels skipped; CP, CR,
     CF1, OP, OR, OF1 at logit ≥ 0 and their top-k variants). The PR curves are drawn from the same
-    ranking (stable sort, ignored labels skipped): at rank i, ``precision = TP_i / i`` and
-    ``recall = TP_i / P_c``. At most ``max_highlighted`` classes are drawn in colour with a legend
-    (all of them if C ≤ ``max_highlighted``, otherwise classes spread evenly over the AP ranking,
+    ranking (stable sort, ignored labels skipped): at rank i, `precision = TP_i / i` and
+    `recall = TP_i / P_c`. At most `max_highlighted` classes are drawn in colour with a legend
+    (all of them if C ≤ `max_highlighted`, otherwise classes spread evenly over the AP ranking,
     best to worst), the others in light grey; the micro-average curve (all non-ignored
     (example, class) pairs ranked together) is drawn in black. Classes without a positive have no
-    curve and no bar (their AP is NaN, ``null`` in the JSON).
+    curve and no bar (their AP is NaN, `null` in the JSON).
 
-    ``metrics.json`` holds the :meth:`AveragePrecisionMeter.compute` dict (percentages; NaN written
-    as ``null``) plus ``class_names``, ``num_positives`` (per class, after ignoring),
-    ``micro_AP``, ``num_examples``, ``num_classes`` and ``top_k``.
+    `metrics.json` holds the `AveragePrecisionMeter.compute` dict (percentages; NaN written
+    as `null`) plus `class_names`, `num_positives` (per class, after ignoring),
+    `micro_AP`, `num_examples`, `num_classes` and `top_k`.
 
-    Nothing is overwritten: if any of the three files already exists, ``FileExistsError`` naming
+    Nothing is overwritten: if any of the three files already exists, `FileExistsError` naming
     it is raised before anything is written (and files are opened in exclusive mode). The caller
     is expected to pass a new directory; it is created if missing. Figures are rendered with the
-    Agg renderer through ``matplotlib.figure.Figure``, without touching ``pyplot`` or the global
+    Agg renderer through `matplotlib.figure.Figure`, without touching `pyplot` or the global
     backend.
 
     Args:
-        out_dir: Output directory (created if missing).
-        scores: ``(N, C)`` logits.
-        targets: ``(N, C)`` multi-hot {0, 1}.
-        ignore_mask: Optional ``(N, C)`` {0, 1}, 1 for difficult/ignored labels. Default None.
-        class_names: Optional C names. Default None: ``class_0``, ``class_1``, ….
-        top_k: k of the top-k metrics. Default 3.
-        max_highlighted: Most classes drawn in colour in the PR figure. Default 20.
+        out_dir: the output directory (created if missing).
+        scores: `(N, C)` logits.
+        targets: `(N, C)` multi-hot {0, 1}.
+        ignore_mask: `(N, C)` {0, 1}, 1 for difficult/ignored labels. Defaults to None.
+        class_names: the C names. Defaults to None: `class_0`, `class_1`, ….
+        top_k: k of the top-k metrics. Defaults to 3.
+        max_highlighted: most classes drawn in colour in the PR figure. Defaults to 20.
 
     Returns:
-        Dict mapping ``"pr_curves"``, ``"per_class_ap"``, ``"metrics"`` to the written paths.
+        dict mapping `"pr_curves"`, `"per_class_ap"`, `"metrics"` to the written paths.
 
     Raises:
-        FileExistsError: If one of the target files exists.
-        ValueError: On bad shapes / values or a wrong number of class names.
+        FileExistsError: if one of the target files exists.
+        ValueError: on bad shapes / values or a wrong number of class names.
 
     Example:
-        >>> import numpy as np, tempfile, os
-        >>> rng = np.random.default_rng(0)
-        >>> out = os.path.join(tempfile.mkdtemp(), "report")
-        >>> paths = write_report(out, rng.normal(size=(20, 3)), rng.random((20, 3)) > 0.5)
-        >>> sorted(os.listdir(out))
-        ['metrics.json', 'per_class_ap.png', 'pr_curves.png']
+    >>> import numpy as np, tempfile, os
+    >>> rng = np.random.default_rng(0)
+    >>> out = os.path.join(tempfile.mkdtemp(), "report")
+    >>> paths = write_report(out, rng.normal(size=(20, 3)), rng.random((20, 3)) > 0.5)
+    >>> sorted(os.listdir(out))
+    ['metrics.json', 'per_class_ap.png', 'pr_curves.png']
     """
     from matplotlib.figure import Figure  # Agg canvas by default; no pyplot state
 
@@ -155,7 +152,7 @@ def write_report(
     shown = "all classes" if len(highlighted) == len(ranked) else (
         f"{len(highlighted)} of {len(ranked)} classes highlighted (spread over the AP ranking)"
     )
-    ax.set_title(f"Precision-recall, mAP {_pct(metrics['mAP'])}, {n} images; {shown}")
+    ax.set_title(f"Precision-recall, mAP {format_metric(metrics['mAP'])}, {n} images; {shown}")
     ax.grid(True, alpha=0.3)
     if highlighted or not math.isnan(micro_ap):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
@@ -198,11 +195,7 @@ def write_report(
     return paths
 
 
-def _pct(value) -> str:
-    return "nan" if math.isnan(float(value)) else f"{float(value):.2f}"
-
-
-def _palette(n: int):
+def _palette(n):
     """n distinct colours (tab20, then tab20b if more are needed)."""
     from matplotlib import colormaps
 
