@@ -35,6 +35,8 @@ tf = pytest.importorskip("tensorflow")
 
 from mmdsr_keras import build_mmdsr  # noqa: E402
 from mmdsr_keras.export import (  # noqa: E402
+    BYTES_INPUT,
+    BYTES_SIGNATURE,
     existing_versions,
     export_saved_model,
     export_saved_model_from_file,
@@ -224,7 +226,7 @@ class _StubArchive:
 
 @pytest.fixture
 def stub_archive(monkeypatch):
-    monkeypatch.setattr(sme, "_build_archive", lambda *args, **kwargs: _StubArchive())
+    monkeypatch.setattr(sme, "build_serving_archive", lambda *args, **kwargs: _StubArchive())
 
 
 def test_versions_auto_increment_and_never_overwrite(model, tmp_path, stub_archive):
@@ -256,7 +258,7 @@ def test_version_claimed_meanwhile_is_not_overwritten(model, tmp_path, monkeypat
                 theirs.mkdir()
                 (theirs / "saved_model.pb").write_bytes(b"theirs")
 
-    monkeypatch.setattr(sme, "_build_archive", lambda *args, **kwargs: Racing())
+    monkeypatch.setattr(sme, "build_serving_archive", lambda *args, **kwargs: Racing())
     with pytest.raises(FileExistsError, match="Version 3"):
         export_saved_model(model, tmp_path, version=3)
     assert (tmp_path / "3" / "saved_model.pb").read_bytes() == b"theirs"
@@ -381,11 +383,11 @@ def test_rest_bodies_in_docs_name_the_exported_inputs():
     bodies = [json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", text, re.S)]
     assert len(bodies) == 2
     for body in bodies:
-        assert body["signature_name"] == sme.BYTES_SIGNATURE
+        assert body["signature_name"] == BYTES_SIGNATURE
         for item in body["instances"]:
-            if sme.BYTES_INPUT in item:
-                assert list(item) == [sme.BYTES_INPUT]
-                item = item[sme.BYTES_INPUT]
+            if BYTES_INPUT in item:
+                assert list(item) == [BYTES_INPUT]
+                item = item[BYTES_INPUT]
             assert list(item) == ["b64"] and isinstance(item["b64"], str)
     assert "docker run -p 8501:8501" in text
 
