@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from mmdsr_keras.label_prior import row_normalize
+from mmdsr_keras.layers.config_version import CONFIG_VERSION_KEY, pop_config_version
 from mmdsr_keras.layers.weighted_cosine import (
     multi_perspective_cosine,
     sparse_row_normalized_adjacency,
@@ -12,15 +13,15 @@ from mmdsr_keras.layers.weighted_cosine import (
 
 GRAPH_MODES = ("dynamic", "static", "none")
 LEAKY_SLOPE = 0.2
+# 1: unversioned, `label_prior` (raw, row-normalised at build) and
+#    `label_embeddings` stored as lists in the config;
+# 2: both kept in the weights only, the config holding `label_embedding_dim`.
+CONFIG_VERSION = 2
 
 
 def _logit(p):
     p = np.clip(np.asarray(p, dtype="float64"), 1e-4, 1.0 - 1e-4)
     return np.log(p / (1.0 - p))
-
-
-def _as_list(array):
-    return None if array is None else np.asarray(array, dtype="float32").tolist()
 
 
 @keras.saving.register_keras_serializable(package="mmdsr_keras")
@@ -87,8 +88,12 @@ class DynamicSemanticGCN(keras.layers.Layer):
             `"dynamic"`.
         label_prior: optional `(C, C)` non-negative static prior (e.g.
             `mmdsr_keras.label_prior.ml_gcn_label_prior(train_labels)`);
-            row-normalised here into A0 (see above).
-        label_embeddings: optional `(C, e)` label word embeddings E.
+            row-normalised here into A0 (see above), the initial value of
+            the non-trainable weight `prior` (identity when None). Not part
+            of the config: a saved model carries A0 in its weights.
+        label_embeddings: optional `(C, e)` label word embeddings E, the
+            initial value of the non-trainable weight `label_embeddings`.
+            Not part of the config either, which records only e.
         label_density: pi, a float or a `(C,)` array of class frequencies.
             Defaults to 0.05.
         return_details: return the tuple `(logits, class_attention
@@ -97,6 +102,10 @@ class DynamicSemanticGCN(keras.layers.Layer):
             constructor argument because a Keras layer has one output
             structure; `GraphHeadDetails` gives the details of an existing
             head as a second layer sharing its weights). Defaults to False.
+        label_embedding_dim: e, for a layer whose E comes from saved weights
+            (what `from_config` passes); E is zero until they are loaded.
+            Inferred from `label_embeddings` when given. Defaults to None
+            (no embeddings).
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -111,6 +120,9 @@ class DynamicSemanticGCN(keras.layers.Layer):
     ...     np.zeros((2, 4, 4, 8)))  # all nodes coincide: A^ = I
     >>> np.allclose(np.asarray(adjacency).sum(-1), 1.0)
     True
+    >>> config = DynamicSemanticGCN(3, label_embeddings=np.ones((3, 300))).get_config()
+    >>> "label_embeddings" in config, config["label_embedding_dim"], config["config_version"]
+    (False, 300, 2)
     """
 
     def __init__(
@@ -128,6 +140,7 @@ class DynamicSemanticGCN(keras.layers.Layer):
         label_embeddings=None,
         label_density=0.05,
         return_details=False,
+        label_embedding_dim=None,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -157,6 +170,19 @@ class DynamicSemanticGCN(keras.layers.Layer):
                     f"label_embeddings has shape {shape}; expected (num_classes, embedding_dim) "
                     f"= ({num_classes}, e)."
                 )
+            if label_embedding_dim is not None and label_embedding_dim != shape[1]:
+                raise ValueError(
+                    f"DynamicSemanticGCN: label_embedding_dim={label_embedding_dim} but "
+                    f"label_embeddings has width {shape[1]}."
+                )
+            label_embedding_dim = int(shape[1])
+        if label_embedding_dim is not None and (
+                isinstance(label_embedding_dim, bool) or int(label_embedding_dim) != label_embedding_dim
+                or label_embedding_dim < 1):
+            raise ValueError(
+                f"DynamicSemanticGCN: label_embedding_dim must be a positive int or None, got "
+                f"{label_embedding_dim!r}."
+            )
         density = np.asarray(label_density, dtype="float64")
         if density.shape not in ((), (num_classes,)):
             raise ValueError(
@@ -171,10 +197,16 @@ class DynamicSemanticGCN(keras.layers.Layer):
         self.global_weight = float(global_weight)
         self.trainable_global_weight = trainable_global_weight
         self.graph_mode = graph_mode
-        self.label_prior = _as_list(label_prior)
-        self.label_embeddings = _as_list(label_embeddings)
         self.label_density = density.tolist()
         self.return_details = return_details
+        self.label_embedding_dim = None if label_embedding_dim is None else int(label_embedding_dim)
+        # Initial values of the `prior` and `label_embeddings` weights, used
+        # by `build` only: afterwards the weights are the truth (and may have
+        # been loaded from a file), so these are dropped.
+        self._initial_prior = (None if label_prior is None
+                               else row_normalize(label_prior).astype("float32"))
+        self._initial_embeddings = (None if label_embeddings is None
+                                    else np.asarray(label_embeddings, dtype="float32"))
 
     def _float32_weight(self, name, shape, initializer, trainable=True):
         # Weights of the float32 part: stored and read in float32 whatever the
@@ -200,18 +232,17 @@ class DynamicSemanticGCN(keras.layers.Layer):
         self.value_kernel = self.add_weight(name="value_kernel", shape=(d, dv), initializer=glorot())
         # Everything else: float32.
         self.log_temperature = self._float32_weight("log_temperature", (), "zeros")
-        if self.label_embeddings is not None:
-            embeddings = np.asarray(self.label_embeddings, dtype="float32")
+        if self.label_embedding_dim is not None:
+            e = self.label_embedding_dim
             self.embeddings = self._float32_weight(
-                "label_embeddings", embeddings.shape, constant(embeddings), trainable=False
+                "label_embeddings", (c, e),
+                "zeros" if self._initial_embeddings is None else constant(self._initial_embeddings),
+                trainable=False,
             )
-            self.embedding_kernel = self._float32_weight(
-                "embedding_kernel", (embeddings.shape[1], dv), glorot()
-            )
-        prior = (np.eye(c) if self.label_prior is None else row_normalize(self.label_prior))
-        self.prior = self._float32_weight(
-            "prior", (c, c), constant(prior.astype("float32")), trainable=False
-        )
+            self.embedding_kernel = self._float32_weight("embedding_kernel", (e, dv), glorot())
+        prior = np.eye(c, dtype="float32") if self._initial_prior is None else self._initial_prior
+        self.prior = self._float32_weight("prior", (c, c), constant(prior), trainable=False)
+        self._initial_prior = self._initial_embeddings = None
         if self.graph_mode == "dynamic":
             self.perspectives = self._float32_weight(
                 "perspectives", (self.num_perspectives, dv), glorot()
@@ -256,7 +287,7 @@ class DynamicSemanticGCN(keras.layers.Layer):
         global_logits = ops.max(class_maps, axis=1)
         attention = ops.softmax(class_maps / ops.exp(self.log_temperature), axis=1)
         nodes = ops.einsum("bnc,bnv->bcv", attention, values)
-        if self.label_embeddings is not None:
+        if self.label_embedding_dim is not None:
             nodes = nodes + ops.matmul(self.embeddings, self.embedding_kernel)
         centred = nodes - ops.mean(nodes, axis=1, keepdims=True)
         lam, alpha = self.blend_weights()
@@ -295,10 +326,33 @@ class DynamicSemanticGCN(keras.layers.Layer):
                 "global_weight": self.global_weight,
                 "trainable_global_weight": self.trainable_global_weight,
                 "graph_mode": self.graph_mode,
-                "label_prior": self.label_prior,
-                "label_embeddings": self.label_embeddings,
                 "label_density": self.label_density,
                 "return_details": self.return_details,
+                "label_embedding_dim": self.label_embedding_dim,
+                CONFIG_VERSION_KEY: CONFIG_VERSION,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        pop_config_version(cls.__name__, config, CONFIG_VERSION)
+        # A version-1 config holds `label_prior` and `label_embeddings` as
+        # lists with exactly the constructor's meaning (every version so far
+        # stored the prior as given and row-normalised it at build), so both
+        # versions are constructor arguments as they stand.
+        return super().from_config(config)
+
+    def load_own_variables(self, store):
+        # The first release created log_temperature before value_kernel, and
+        # its adjacency left an all-cut row at zero instead of the identity
+        # row: this code cannot compute what such a file's model computed.
+        if "2" in store and len(np.shape(store["2"])) == 0:
+            raise ValueError(
+                f"DynamicSemanticGCN {self.name!r}: the saved weights are in the layout of "
+                "the first mmdsr_keras release (weight 2 is the scalar 'log_temperature', not "
+                "'value_kernel'), whose graph differs from this version's; retrain the model, "
+                "or load it with the release that saved it."
+            )
+        super().load_own_variables(store)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from mmdsr_keras.layers import ChannelDualBranchCrossAttention
+from tests.layer_test_case import run_layer_test
 from tests.layers import numpy_reference as ref
 
 
@@ -74,7 +75,20 @@ def test_batch_size_one_in_training():
     assert np.all(np.isfinite(out))
 
 
-def test_config_round_trip():
-    layer = ChannelDualBranchCrossAttention(reduction=8, share_branches=False, name="dual")
-    clone = ChannelDualBranchCrossAttention.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+def _random_statistics(layer, rng):
+    for v in layer.non_trainable_weights:
+        if "moving_mean" in v.path:
+            v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
+        else:
+            v.assign(rng.uniform(0.5, 2.0, size=v.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("share, trainable", [(True, 14), (False, 20)])
+def test_layer_contract(share, trainable):
+    # 4 BatchNorms (gamma, beta trainable; moving mean, variance not) in both cases
+    x = np.random.default_rng(0).normal(size=(2, 3, 3, 8)).astype("float32")
+    run_layer_test(
+        ChannelDualBranchCrossAttention, dict(reduction=4, share_branches=share, name="dual"), x,
+        expected_output_shape=(2, 3, 3, 8), expected_num_trainable_weights=trainable,
+        expected_num_non_trainable_weights=8, prepare_layer=_random_statistics,
+    )

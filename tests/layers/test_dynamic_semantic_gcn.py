@@ -7,12 +7,16 @@ the identity row for a row that keeps nothing, as documented), the blend with
 the row-normalised prior, the two residual GCN layers and the score fusion.
 """
 
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
 
 from mmdsr_keras.label_prior import ml_gcn_label_prior
 from mmdsr_keras.layers import DynamicSemanticGCN
+from tests.layer_test_case import run_layer_test
 
 DTYPES = ["float16", "bfloat16", "mixed_float16", "mixed_bfloat16"]
 
@@ -254,6 +258,9 @@ def test_mixed_precision_output_close_to_float32_on_random_weights():
         ({"graph_mode": "full"}, "graph_mode"),
         ({"sparsity_threshold": 1.0}, r"\[0, 1\)"),
         ({"label_density": [0.1, 0.2]}, r"expected a float or \(4,\)"),
+        ({"label_embeddings": np.ones((4, 5)), "label_embedding_dim": 6},
+         "label_embedding_dim=6 but label_embeddings has width 5"),
+        ({"label_embedding_dim": 0}, "label_embedding_dim must be a positive int"),
     ],
 )
 def test_bad_arguments_are_clear(kwargs, message):
@@ -261,28 +268,126 @@ def test_bad_arguments_are_clear(kwargs, message):
         DynamicSemanticGCN(num_classes=4, **kwargs)
 
 
-def test_config_round_trip():
-    layer = DynamicSemanticGCN(num_classes=2, node_units=3, num_perspectives=4,
-                               sparsity_threshold=0.1, prior_weight=0.4,
-                               trainable_prior_weight=True, global_weight=0.3,
-                               trainable_global_weight=True, graph_mode="static",
-                               label_prior=np.eye(2), label_embeddings=np.ones((2, 3)),
-                               label_density=[0.2, 0.3], return_details=True,
-                               dtype="mixed_bfloat16", name="dsgcn")
+FLOAT32_POLICY = {"module": "keras", "class_name": "DTypePolicy",
+                  "config": {"name": "float32"}, "registered_name": None}
+
+
+@pytest.mark.parametrize(
+    "kwargs, trainable, non_trainable",
+    [
+        # every optional weight: embeddings, learned lambda and alpha, the details tuple
+        (dict(node_units=3, num_perspectives=2, sparsity_threshold=0.1, prior_weight=0.4,
+              trainable_prior_weight=True, global_weight=0.3, trainable_global_weight=True,
+              label_prior=[[2.0, 1.0], [0.0, 0.0]], label_embeddings=[[1.0, -1.0, 0.5]] * 2,
+              label_density=[0.2, 0.3], return_details=True), 12, 2),
+        # the fewest: no graph, no embeddings (the prior is still a weight)
+        (dict(graph_mode="none"), 6, 1),
+    ],
+    ids=["all_options", "fewest_weights"],
+)
+def test_layer_contract(kwargs, trainable, non_trainable):
+    z = np.random.default_rng(0).normal(size=(2, 2, 2, 4)).astype("float32")
+    details = kwargs.get("return_details", False)
+    shapes = [(2, 2), (2, 2, 2, 2), (2, 2, 2), (2, 2), (2, 2)] if details else (2, 2)
+    run_layer_test(
+        DynamicSemanticGCN, dict(num_classes=2, **kwargs), z,
+        expected_output_shape=shapes, expected_num_trainable_weights=trainable,
+        expected_num_non_trainable_weights=non_trainable,
+        # documented: float32 whatever the global policy, so exactly the float32 outputs
+        mixed_precision_output_dtype="float32", mixed_precision_tolerance=(1e-6, 0.0),
+    )
+
+
+def test_config_holds_shapes_not_data():
+    rng = np.random.default_rng(0)
+    c = 1000
+    layer = DynamicSemanticGCN(num_classes=c, label_prior=rng.random((c, c)),
+                               label_embeddings=rng.normal(size=(c, 300)))
     config = layer.get_config()
+    assert "label_prior" not in config and "label_embeddings" not in config
+    assert config["label_embedding_dim"] == 300 and config["config_version"] == 2
+    assert len(json.dumps(config)) < 2000
     clone = DynamicSemanticGCN.from_config(config)
-    assert clone.get_config() == config
-    expected = dict(num_classes=2, node_units=3, num_perspectives=4, sparsity_threshold=0.1,
-                    prior_weight=0.4, trainable_prior_weight=True, global_weight=0.3,
-                    trainable_global_weight=True, graph_mode="static", label_prior=[[1, 0], [0, 1]],
-                    label_embeddings=[[1, 1, 1], [1, 1, 1]], label_density=[0.2, 0.3],
-                    return_details=True)
-    assert {k: config[k] for k in expected} == pytest.approx(expected)
-    assert clone.dtype_policy.name == "mixed_bfloat16"
-    z = np.random.default_rng(0).normal(size=(1, 2, 2, 4)).astype("float32")
+    clone.build((None, 2, 2, 4))
+    # from a config alone: the shapes are right, the values wait for the weights
+    assert tuple(clone.embeddings.shape) == (c, 300) and not np.any(_np(clone.embeddings))
+    np.testing.assert_array_equal(_np(clone.prior), np.eye(c))
+
+
+def test_saved_model_carries_prior_and_embeddings_in_its_weights(tmp_path):
+    rng = np.random.default_rng(1)
+    raw = rng.random((3, 3)) * (rng.random((3, 3)) < 0.6)
+    raw[1] = 0.0  # a row without mass: the identity row
+    emb = rng.normal(size=(3, 2)).astype("float32")
+    inputs = keras.Input((2, 2, 4))
+    model = keras.Model(inputs, DynamicSemanticGCN(3, num_perspectives=2, label_prior=raw,
+                                                   label_embeddings=emb, name="g")(inputs))
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    head = keras.saving.load_model(path).get_layer("g")
+    a0 = raw / np.where(raw.sum(1, keepdims=True) > 0, raw.sum(1, keepdims=True), 1.0)
+    a0[1] = [0.0, 1.0, 0.0]
+    np.testing.assert_allclose(_np(head.prior), a0, rtol=1e-6)
+    np.testing.assert_array_equal(_np(head.embeddings), emb)
+
+
+def _legacy_config(prior, emb, **overrides):
+    """A config as every version before `config_version` wrote it (checked on
+    `git show 58012c8:mmdsr_keras/layers/dynamic_semantic_gcn.py`): the prior
+    as given to the constructor, row-normalised at build, and E, as lists."""
+    config = {
+        "name": "old_head", "trainable": True, "dtype": FLOAT32_POLICY, "num_classes": 5,
+        "node_units": 7, "num_perspectives": 3, "sparsity_threshold": 0.0, "prior_weight": 0.3,
+        "trainable_prior_weight": False, "global_weight": 0.6, "trainable_global_weight": False,
+        "graph_mode": "dynamic",
+        "label_prior": None if prior is None else np.asarray(prior, "float32").tolist(),
+        "label_embeddings": None if emb is None else np.asarray(emb, "float32").tolist(),
+        "label_density": 0.05, "return_details": True,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.mark.parametrize("kind", ["raw_counts", "row_normalised", "none"])
+def test_legacy_config_computes_what_the_old_layer_computed(kind):
+    rng = np.random.default_rng(7)
+    labels = _labels(rng)
+    prior = {"raw_counts": labels.T @ labels,  # co-occurrence counts, far from row-stochastic
+             "row_normalised": ml_gcn_label_prior(labels), "none": None}[kind]
+    emb = None if kind == "none" else rng.normal(size=(5, 4))
+    layer = DynamicSemanticGCN.from_config(_legacy_config(prior, emb))
+    z = rng.normal(size=(2, 3, 3, 6)).astype("float32")
     layer(z)
-    clone(z)
-    clone.set_weights(layer.get_weights())
-    for a, b in zip(clone(z), layer(z)):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b),
-                                   atol=1e-6)
+    _randomise(layer, rng)
+    reference_prior = None if prior is None else np.asarray(prior, "float32").astype("float64")
+    want = _design_reference(_weights(layer), z, reference_prior, 0.3, 0.6, 0.0, "dynamic")
+    got = [keras.ops.convert_to_numpy(t) for t in layer(z)]
+    for name, g, e in zip(("logits", "attention", "adjacency", "s_m", "s_r"), got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=name)
+    if emb is not None:
+        np.testing.assert_allclose(_np(layer.embeddings), emb, rtol=1e-6)
+    # saved again, it is in the new format
+    config = layer.get_config()
+    assert "label_prior" not in config and config["config_version"] == 2
+    assert config["label_embedding_dim"] == (None if emb is None else 4)
+
+
+@pytest.mark.parametrize("version", [3, "2", None])
+def test_unknown_config_version_is_refused_clearly(version):
+    config = DynamicSemanticGCN(num_classes=2, name="head").get_config()
+    config["config_version"] = version
+    with pytest.raises(ValueError, match=r"DynamicSemanticGCN: unsupported 'config_version'.*"
+                                         r"layer 'head'.*versions 1 to 2.*release that saved it"):
+        DynamicSemanticGCN.from_config(config)
+
+
+def test_first_release_weight_layout_is_refused_clearly():
+    layer = DynamicSemanticGCN(num_classes=2, num_perspectives=2, name="head")
+    layer(np.zeros((1, 2, 2, 3), "float32"))
+    store = {str(i): _np(v) for i, v in enumerate(layer.trainable_weights
+                                                 + layer.non_trainable_weights)}
+    store["2"], store["3"] = store["3"], store["2"]  # log_temperature before value_kernel
+    with pytest.raises(ValueError, match="'head'.*first mmdsr_keras release.*log_temperature"):
+        layer.load_own_variables(store)
+    store["2"], store["3"] = store["3"], store["2"]
+    layer.load_own_variables(store)  # the current layout loads

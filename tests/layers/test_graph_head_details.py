@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from mmdsr_keras.layers import DynamicSemanticGCN, GraphHeadDetails
+from tests.layer_test_case import run_layer_test
 
 
 def _np(x):
@@ -32,15 +33,15 @@ def test_details_are_the_heads_scores_and_follow_its_weights():
     assert len(details.weights) == len(head.weights)
 
 
-def test_config_round_trip_gives_the_same_outputs():
-    rng = np.random.default_rng(1)
-    z = rng.normal(size=(2, 2, 2, 5)).astype("float32")
-    head = DynamicSemanticGCN(num_classes=3, num_perspectives=2)
-    head(z)
-    _randomise(head, rng)
-    details = GraphHeadDetails(head)
-    restored = GraphHeadDetails.from_config(details.get_config())
-    restored(z)
-    restored.head.set_weights(head.get_weights())
-    for a, b in zip(details(z), restored(z)):
-        np.testing.assert_allclose(_np(a), _np(b), atol=1e-6)
+def test_layer_contract():
+    z = np.random.default_rng(1).normal(size=(2, 2, 2, 5)).astype("float32")
+    # the head as its serialized form: every construction gets a head of its own
+    head = keras.saving.serialize_keras_object(
+        DynamicSemanticGCN(num_classes=3, num_perspectives=2, label_prior=np.ones((3, 3))))
+    layer, outputs = run_layer_test(
+        GraphHeadDetails, {"head": head}, z,
+        expected_output_shape=[(2, 3), (2, 2, 2, 3), (2, 3, 3), (2, 3), (2, 3)],
+        expected_num_trainable_weights=9, expected_num_non_trainable_weights=1,
+        mixed_precision_output_dtype="float32", mixed_precision_tolerance=(1e-6, 0.0),
+    )
+    np.testing.assert_allclose(_np(outputs[0]), _np(layer.head(z)), atol=1e-6)
