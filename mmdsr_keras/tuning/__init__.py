@@ -6,15 +6,16 @@ Hyperband search on `val_mAP` (resumable); `write_search_report` writes the
 trial table (CSV), a plot and the best hyperparameters. `mmdsr-keras tune`
 (and `tuning/tune_mmdsr.py`) run the same from the command line.
 
-The names are imported on first use, so that `mmdsr_keras.tuning.tune_arguments`
-(used by the CLI's parser) does not import KerasTuner.
+The names are imported on first use: importing one submodule (the CLI's
+parser reads `search.TUNERS`) then loads neither the model code nor the
+training code.
 """
 
 import importlib
 
 _EXPORTS = {
     "MMDSRHyperModel": "mmdsr_hypermodel",
-    "val_map_objective": "mmdsr_hypermodel",
+    "val_map_objective": "trial_checks",
     "TUNERS": "search",
     "ProjectMismatchError": "search",
     "SearchStoppedError": "search",

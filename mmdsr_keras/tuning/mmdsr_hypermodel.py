@@ -1,7 +1,6 @@
 """`MMDSRHyperModel`: the MMDSR search space and training recipe for KerasTuner."""
 
 import contextlib
-import math
 
 import keras
 import keras_tuner
@@ -18,16 +17,11 @@ from mmdsr_keras.training.multi_label_trainer import (
 )
 from mmdsr_keras.training.non_finite_loss_guard import NonFiniteLossGuard, TrainingDivergedError
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
+from mmdsr_keras.tuning.trial_checks import check_trial, check_trial_data, failed_trial
 
-OBJECTIVE_NAME = "val_mAP"
 GRAPH_CHOICES = ("dynamic", "static", "none")
 HEAD_CHOICES = (1, 2, 4)
 REDUCTION_CHOICES = (2, 4, 8)
-
-
-def val_map_objective():
-    """`keras_tuner.Objective("val_mAP", "max")`: ML-GCN's mAP on the validation data."""
-    return keras_tuner.Objective(OBJECTIVE_NAME, direction="max")
 
 
 def _choices(name, values):
@@ -370,12 +364,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
                 predictions NaN, or `val_mAP` was NaN at every epoch.
         """
         train, val = x, validation_data
-        for what, data in (("x", train), ("validation_data", val)):
-            if not hasattr(data, "to_tf_dataset"):
-                raise keras_tuner.errors.FatalTypeError(
-                    f"MMDSRHyperModel.fit: {what} must be a MultiLabelDataset, got "
-                    f"{type(data).__name__} (pass tuner.search(train, validation_data=val))."
-                )
+        check_trial_data(train, val)
         initial_epoch = int(initial_epoch or 0)
         config = self.training_config(hp, epochs)
         total_epochs = config.epochs
@@ -392,10 +381,8 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
                 model, config, train, val, total_epochs, initial_epoch, callbacks, verbose,
                 **kwargs)
         except TrainingDivergedError as error:
-            values = ", ".join(f"{k}={v}" for k, v in sorted(hp.values.items()))
-            raise keras_tuner.errors.FailedTrialError(
-                f"{error} Hyperparameters: {values}") from None
-        self._check_finite(hp, history, val_map)
+            raise failed_trial(error, hp) from None
+        check_trial(hp, history, val_map)
         return history
 
     def _fit_phases(self, model, config, train, val, total_epochs, initial_epoch, callbacks,
@@ -430,25 +417,6 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         cache = StageFeatureCache.compute(model, train, self.image_size, self.feature_cache_dir,
                                           views=config.cache_views, seed=self.seed)
         return cache.load_into_memory()
-
-    @staticmethod
-    def _check_finite(hp, history, val_map):
-        losses = [float(v) for v in history.history.get("loss", [])]
-        values = ", ".join(f"{k}={v}" for k, v in sorted(hp.values.items()))
-        if not all(map(math.isfinite, losses)):
-            raise keras_tuner.errors.FailedTrialError(
-                f"Training loss per epoch {losses} is not finite. Hyperparameters: {values}"
-            )
-        if val_map.meter.num_examples and np.isnan(val_map.meter.arrays()[0]).any():
-            raise keras_tuner.errors.FailedTrialError(
-                f"The model predicts NaN on the validation data. Hyperparameters: {values}"
-            )
-        maps = history.history.get(OBJECTIVE_NAME, [])
-        if not maps or all(math.isnan(float(v)) for v in maps):
-            raise keras_tuner.errors.FailedTrialError(
-                f"{OBJECTIVE_NAME} is undefined (NaN) at every epoch: the validation data has "
-                "no class with a positive label."
-            )
 
 
 def _strategy_scope(model):

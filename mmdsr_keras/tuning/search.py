@@ -1,13 +1,14 @@
 """Runs a KerasTuner search of `MMDSRHyperModel` (random, Bayesian or Hyperband), resumably."""
 
 import hashlib
+import importlib.util
 import json
 import pathlib
 
 import keras_tuner
 import numpy as np
 
-from mmdsr_keras.tuning.mmdsr_hypermodel import val_map_objective
+from mmdsr_keras.tuning.trial_checks import val_map_objective
 
 TUNERS = ("random", "bayesian", "hyperband")
 PROJECT_FACTS_FILE = "mmdsr_tuning.json"
@@ -77,8 +78,8 @@ def check_project(project_dir, facts, overwrite):
     if entries and not ours and not keras_tuner_project:
         raise ProjectMismatchError(
             f"{project_dir} exists and is not a tuning project: refusing to "
-            f"{'delete' if overwrite else 'write into'} it. Choose another --directory "
-            "or --project-name."
+            f"{'delete' if overwrite else 'write into'} it. Choose another `directory` "
+            "or `project_name`."
         )
     if overwrite or not entries:
         return False
@@ -92,8 +93,8 @@ def check_project(project_dir, facts, overwrite):
             )
             raise ProjectMismatchError(
                 f"The tuning project {project_dir} was made for other settings ({details}). "
-                "Resume it with the same settings, pick another --project-name, or pass "
-                "--overwrite (overwrite=True) to delete it and start over."
+                "Resume it with the same settings, pick another `project_name`, or pass "
+                "`overwrite=True` to delete it and start over."
             )
     return keras_tuner_project
 
@@ -146,12 +147,10 @@ def build_tuner(hypermodel, tuner="random", directory="tuning_runs", project_nam
     if tuner == "random":
         return keras_tuner.RandomSearch(max_trials=max_trials, **common)
     if tuner == "bayesian":
-        try:
-            import scipy  # noqa: F401  (the Gaussian process needs it)
-        except ImportError as error:
+        if importlib.util.find_spec("scipy") is None:  # KerasTuner's Gaussian process needs it
             raise ImportError(
                 "tuner='bayesian' needs scipy: pip install 'mmdsr-keras[bayesian]'."
-            ) from error
+            )
         return keras_tuner.BayesianOptimization(
             max_trials=max_trials, num_initial_points=num_initial_points, **common
         )

@@ -21,7 +21,7 @@ from mmdsr_keras.tuning import (
     write_search_report,
 )
 from mmdsr_keras.tuning.search import check_project, project_facts
-from mmdsr_keras.tuning.tune_arguments import parse_fixed
+from mmdsr_keras.commands.tune_arguments import parse_fixed
 
 IMAGE_SIZE = 64
 # The ImageNet MobileNet 0.25 of ../shared when there (same cost as from scratch). A
@@ -219,7 +219,8 @@ def test_project_guard(data, tmp_path):
     (project / "oracle.json").write_text("{}")
     assert check_project(project, facts, overwrite=False) is True
     other = project_facts(hypermodel, "random", val, val)
-    with pytest.raises(ProjectMismatchError, match="--overwrite"):
+    # The library names its argument; the CLI translates it to --overwrite.
+    with pytest.raises(ProjectMismatchError, match="`overwrite=True`"):
         check_project(project, other, overwrite=False)
     assert check_project(project, other, overwrite=True) is False
 
@@ -254,8 +255,10 @@ def test_cli_tune_writes_the_table(tmp_path, capsys):
     assert any((tmp_path / "cli" / "tensorboard").rglob("*tfevents*"))
     assert main(args) == 0  # resumes the finished project: nothing to run
     assert "Resumed project" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="other settings"):
-        main(args + ["--units", "32"])
+    assert main(args + ["--units", "32"]) == 1  # another search space: refused
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "other settings" in error[0]
+    assert "--project-name" in error[0] and "--overwrite" in error[0]
 
 
 @pytest.mark.slow

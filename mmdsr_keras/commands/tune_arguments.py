@@ -1,12 +1,19 @@
-"""The `mmdsr-keras tune` arguments (argparse only: cheap to import)."""
+"""The `mmdsr-keras tune` model, training and search arguments, and `--fix` values."""
 
-TUNER_NAMES = ("random", "bayesian", "hyperband")
+from mmdsr_keras.commands.train_arguments import SCHEDULES, XLA_MODES
+from mmdsr_keras.training.multi_label_trainer import LOSSES
+from mmdsr_keras.training.training_recipe import RECIPES
+from mmdsr_keras.tuning.search import TUNERS
 
 
 def parse_fixed(items):
-    """`["graph=dynamic", "num_heads=2"]` -> `{"graph": "dynamic", "num_heads": 2}`.
+    """`--fix` values as `MMDSRHyperModel(fixed=...)`: `NAME=VALUE` strings -> dict.
 
     Values are read as bool (`true`/`false`), int, float, then str.
+
+    Example:
+    >>> parse_fixed(["graph=dynamic", "num_heads=2", "trainable_global_weight=true"])
+    {'graph': 'dynamic', 'num_heads': 2, 'trainable_global_weight': True}
     """
     fixed = {}
     for item in items or ():
@@ -31,7 +38,7 @@ def add_tune_arguments(parser):
     """Adds the model, training and search arguments of `tune` to `parser`.
 
     The data arguments (`--dataset`, `--num-images`, `--images`, ...) are the
-    CLI's common ones, added by `mmdsr_keras.cli`.
+    CLI's common ones (`dataset_arguments.add_data_arguments`).
     """
     m = parser.add_argument_group("model (search space)")
     m.add_argument("--backbone")
@@ -44,22 +51,22 @@ def add_tune_arguments(parser):
                    help="pin a hyperparameter, e.g. --fix graph=dynamic --fix num_heads=2 "
                         "(repeatable)")
     t = parser.add_argument_group("training (per trial)")
-    t.add_argument("--recipe", choices=("transfer", "ml-gcn"),
+    t.add_argument("--recipe", choices=RECIPES,
                    help="as for train: transfer (pretrained default) runs every trial's "
                         "frozen-backbone phase on one shared feature cache, then --epochs of "
                         "fine-tuning; ml-gcn (default from scratch) fine-tunes only")
     t.add_argument("--epochs", type=int, nargs="+",
                    help="choices of the epoch count (random/bayesian; Hyperband sets its own)")
     t.add_argument("--batch-size", type=int, nargs="+", help="choices of the batch size")
-    t.add_argument("--loss", choices=("bce", "asl", "focal"))
-    t.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
+    t.add_argument("--loss", choices=LOSSES)
+    t.add_argument("--schedule", default="cosine", choices=SCHEDULES)
     t.add_argument("--warmup-epochs", type=float)
     t.add_argument("--clip-norm", type=float, default=10.0)
-    t.add_argument("--xla", choices=("auto", "on", "off"), default="auto")
+    t.add_argument("--xla", choices=tuple(XLA_MODES), default="auto")
     t.add_argument("--seed", type=int, default=0,
                    help="seed of the data split, the initialisation and the oracle")
     s = parser.add_argument_group("search")
-    s.add_argument("--tuner", default="random", choices=TUNER_NAMES)
+    s.add_argument("--tuner", default="random", choices=TUNERS)
     s.add_argument("--max-trials", type=int, default=10, help="random / bayesian")
     s.add_argument("--num-initial-points", type=int, help="bayesian: random trials first")
     s.add_argument("--max-epochs", type=int, default=4, help="hyperband")
