@@ -65,19 +65,17 @@ from mmdsr_keras.commands.train_command import build_model, fill_defaults, train
 from mmdsr_keras.data.coco_json import load_coco_json  # noqa: E402
 from mmdsr_keras.data.voc_devkit import load_voc_devkit  # noqa: E402
 from mmdsr_keras.evaluation.voc_from_coco import voc_columns  # noqa: E402
-from mmdsr_keras.training.frozen_backbone_phase import (  # noqa: E402
+from mmdsr_keras.training import (  # noqa: E402
+    RunDirectory,
+    StageFeatureCache,
+    compile_for_training,
+    fit,
     fit_frozen_phase,
     freeze_backbone_batchnorm,
     predict_cached,
-)
-from mmdsr_keras.training.multi_label_trainer import (  # noqa: E402
-    compile_for_training,
-    fit,
+    resolve_frozen_epochs,
     steps_per_epoch,
 )
-from mmdsr_keras.training.run_directory import RunDirectory  # noqa: E402
-from mmdsr_keras.training.stage_feature_cache import StageFeatureCache  # noqa: E402
-from mmdsr_keras.training.training_recipe import resolve_frozen_epochs  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ABLATIONS = {

@@ -46,7 +46,7 @@ import keras
 import numpy as np
 
 from mmdsr_keras import build_baseline, build_mmdsr, ml_gcn_label_prior
-from mmdsr_keras.training.multi_label_trainer import TrainingConfig, compile_for_training
+from mmdsr_keras.training import TrainingConfig, compile_for_training
 
 NUM_CLASSES = 80
 HEADS = ("floor", "mlgcn", "mmdsr", "no_cross_layer", "no_dual_branch", "no_graph")

@@ -36,6 +36,7 @@ def test_train_writes_a_complete_run(trained_run):
     assert 0 <= metrics["mAP"] <= 100
     config = json.loads((trained_run / "config.json").read_text())
     assert config["arguments"]["dataset"] == "shapes" and config["training"]["epochs"] == 2
+    assert not {"func", "explicit_arguments"} & set(config["arguments"])  # flags only
 
 
 def test_evaluate_reproduces_metrics(trained_run):

@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 

@@ -5,10 +5,6 @@ corrupted on purpose) and small json / CSV files written here.
 """
 
 import json
-import shutil
-
-import numpy as np
-import pytest
 
 from mmdsr_keras.cli import main
 from tests.conftest import shared_path

@@ -1,7 +1,6 @@
 """write_report: three files, strict JSON matching the meter, never overwrites."""
 
 import json
-import math
 
 import numpy as np
 import pytest
