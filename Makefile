@@ -9,7 +9,7 @@ MODEL_TESTS = tests/layers tests/models tests/backbones/test_backbone_registry.p
 .PHONY: test test-fast test-tensorflow test-jax test-torch install
 
 install:
-	$(PYTHON) -m pip install -e ".[test,jax,torch,lite]"
+	$(PYTHON) -m pip install -e ".[test,jax,torch,lite,hub]"
 
 test: test-tensorflow test-jax test-torch
 

@@ -7,7 +7,13 @@ from mmdsr_keras.label_prior import (
     ml_gcn_label_prior,
     symmetric_normalize,
 )
-from mmdsr_keras.models import build_baseline, build_explainer, build_mmdsr, class_names_of
+from mmdsr_keras.models import build_explainer, class_names_of
+from mmdsr_keras.tasks import (
+    BaselineImageClassifier,
+    MMDSRImageClassifier,
+    build_baseline,
+    build_mmdsr,
+)
 
 # What a saved model can hold besides layers (the optimizer, its schedule, the
 # loss) is registered on import, so `keras.saving.load_model` finds it.

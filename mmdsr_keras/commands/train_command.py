@@ -12,7 +12,7 @@ from mmdsr_keras.data.image_decoding import ImageReadError
 from mmdsr_keras.data.input_pipeline import find_unreadable_images
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback, evaluate_and_report
 from mmdsr_keras.label_prior import ml_gcn_label_prior
-from mmdsr_keras.models import build_baseline, build_mmdsr
+from mmdsr_keras.tasks import build_baseline, build_mmdsr
 from mmdsr_keras.training import (
     RunDirectory,
     StageFeatureCache,

@@ -1,31 +1,17 @@
-"""Baseline heads on the same backbones, for ablations and benchmarks."""
+"""Baseline heads on the same backbones' last stage, for ablations and benchmarks."""
 
 import keras
 
-from mmdsr_keras.backbones.feature_extractor import build_feature_extractor
 from mmdsr_keras.layers.labelled_logits import LabelledLogits
 from mmdsr_keras.layers.static_graph_classifier import StaticGraphClassifier
-from mmdsr_keras.models.mmdsr import OUTPUT_LAYER, resolve_class_names
+from mmdsr_keras.models.mmdsr import OUTPUT_LAYER
 
 BASELINE_HEADS = ("gap", "gmp", "mlgcn")
 
 
-def build_baseline(
-    head="gap",
-    num_classes=None,
-    class_names=None,
-    backbone="resnet101",
-    image_size=448,
-    weights="imagenet",
-    freeze_backbone=False,
-    stages=None,
-    label_prior=None,
-    label_embeddings=None,
-    hidden_units=1024,
-    preprocessing=None,
-    name=None,
-):
-    """A plain multi-label head on the backbone's last stage.
+def baseline_head(features, class_names, head="gap", label_prior=None, label_embeddings=None,
+                  hidden_units=1024):
+    """A plain multi-label head on the last stage tensor.
 
     - `"gap"`: global average pooling + Dense(C) (the usual floor);
     - `"gmp"`: global max pooling + Dense(C) (the ResNet-101 baseline of the
@@ -33,32 +19,24 @@ def build_baseline(
     - `"mlgcn"`: global max pooling + ML-GCN's static-graph classifier
       (`StaticGraphClassifier` on `label_prior`, `label_embeddings`).
 
-    Takes raw RGB pixels in [0, 255] like `build_mmdsr`.
-
     Args:
+        features: the backbone's stage tensors (only the last is used).
+        class_names: the C class names.
         head: one of `"gap"`, `"gmp"`, `"mlgcn"`. Defaults to `"gap"`.
-        num_classes, class_names, backbone, image_size, weights,
-        freeze_backbone, stages, preprocessing: as in `build_mmdsr` (only the
-            last stage is used).
         label_prior: `(C, C)` symmetric-normalised A0 for `"mlgcn"`.
         label_embeddings: `(C, e)` label embeddings for `"mlgcn"` (one-hot
             when None).
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
-        name: model name. Defaults to `"baseline_<head>"`.
+
+    Returns:
+        The `(batch, C)` logits tensor, output of the layer named `"logits"`.
 
     Example:
-    >>> model = build_baseline("gmp", num_classes=4, backbone="mobilenet_0.25",
-    ...                        image_size=64, weights=None)
-    >>> model.output_shape
-    (None, 4)
+    >>> baseline_head([keras.Input((4, 4, 8))], ["cat", "dog"], head="gmp").shape
+    (None, 2)
     """
     if head not in BASELINE_HEADS:
         raise ValueError(f"head={head!r}; expected one of {BASELINE_HEADS}.")
-    class_names = resolve_class_names(num_classes, class_names)
-    inputs, features, _ = build_feature_extractor(
-        backbone, image_size, weights=weights, stages=stages,
-        freeze_backbone=freeze_backbone, preprocessing=preprocessing,
-    )
     last = features[-1]
     if head == "gap":
         pooled = keras.layers.GlobalAveragePooling2D(name="gap")(last)
@@ -71,5 +49,4 @@ def build_baseline(
         )(pooled)
     else:
         logits = keras.layers.Dense(len(class_names), name="classifier")(pooled)
-    outputs = LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)
-    return keras.Model(inputs, outputs, name=name or f"baseline_{head}")
+    return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)

@@ -1,8 +1,7 @@
-"""`build_mmdsr`: the MMDSR multi-label classifier on a backbone, and its explainer."""
+"""MMDSR's head on stage features, and the views of a built model (explainer, deep supervision)."""
 
 import keras
 
-from mmdsr_keras.backbones.feature_extractor import build_feature_extractor
 from mmdsr_keras.layers.channel_dual_branch_cross_attention import (
     ChannelDualBranchCrossAttention,
 )
@@ -36,120 +35,70 @@ def project_stage(x, units, name):
     return keras.layers.ReLU(name=name)(x)
 
 
-def build_mmdsr(
-    num_classes=None,
-    class_names=None,
-    backbone="resnet101",
-    image_size=448,
-    weights="imagenet",
-    freeze_backbone=False,
-    stages=None,
-    units=None,
-    node_units=None,
-    num_heads=4,
-    key_units=None,
-    reduction=4,
-    share_branches=True,
-    num_perspectives=8,
-    sparsity_threshold=0.0,
-    prior_weight=0.5,
-    trainable_prior_weight=False,
-    global_weight=0.5,
-    trainable_global_weight=False,
-    label_prior=None,
-    label_embeddings=None,
-    label_density=0.05,
-    cross_layer=True,
-    dual_branch=True,
-    graph="dynamic",
-    preprocessing=None,
-    name="mmdsr",
-):
-    """Builds MMDSR: backbone -> cross-layer attention -> dual-branch -> semantic graph.
+MMDSR_HEAD_DEFAULTS = dict(
+    units=None, node_units=None, num_heads=4, key_units=None, reduction=4,
+    share_branches=True, num_perspectives=8, sparsity_threshold=0.0, prior_weight=0.5,
+    trainable_prior_weight=False, global_weight=0.5, trainable_global_weight=False,
+    label_density=0.05, cross_layer=True, dual_branch=True, graph="dynamic",
+)
 
-    The model takes raw RGB pixels in [0, 255] (`(batch, H, W, 3)`, input named
-    `"image"`; preprocessing is inside) and returns per-class logits
-    `(batch, num_classes)`. See the three layers' docstrings for the equations.
+
+def mmdsr_head(features, class_names, default_units=512, label_prior=None,
+               label_embeddings=None, **head_args):
+    """MMDSR's head on stage feature tensors: cross-layer attention -> dual-branch -> graph.
 
     Args:
-        num_classes: C (or give `class_names`).
-        class_names: names of the C classes, stored in the model.
-        backbone: registered name (`mmdsr_keras.available_backbones()`) or a
-            `keras.Model` with `stages`. Defaults to `"resnet101"`.
-        image_size: int or `(height, width)`. Defaults to 448.
-        weights: `"imagenet"`, `None` or a local backbone weights file.
-            Defaults to `"imagenet"`.
-        freeze_backbone: train the head only. Defaults to False.
-        stages: backbone layer names fused, shallow to deep. Defaults to the
-            backbone's stride-8/16/32 outputs.
-        units: working width d. Defaults to 512 (ResNet class) / 256 (mobile).
-        node_units: graph node width d_v. Defaults to d.
-        num_heads: cross-layer attention heads. Defaults to 4.
-        key_units: query/key width d_qk. Defaults to d / 4.
-        reduction: dual-branch reduction r. Defaults to 4.
-        share_branches: reuse the branch weights in the cross step. Defaults
-            to True.
-        num_perspectives: K of the weighted cosine. Defaults to 8.
-        sparsity_threshold: eps. Defaults to 0.
-        prior_weight: lambda (static prior vs dynamic graph). Defaults to 0.5.
-        trainable_prior_weight: learn lambda. Defaults to False.
-        global_weight: alpha (class-map logits vs graph logits). Defaults to 0.5.
-        trainable_global_weight: learn alpha. Defaults to False.
+        features: the backbone's stage tensors, shallow to deep.
+        class_names: the C class names (stored by the `LabelledLogits` output).
+        default_units: the working width d when `units` is None.
         label_prior: `(C, C)` static prior A0 (`ml_gcn_label_prior(train_labels)`).
         label_embeddings: `(C, e)` label word embeddings.
-        label_density: mean label density pi (float) or `(C,)` class
-            frequencies, setting the initial bias. Defaults to 0.05.
-        cross_layer: use all stages (False: the last stage only).
-        dual_branch: use the channel dual-branch cross-attention.
-        graph: `"dynamic"`, `"static"` or `"none"`.
-        preprocessing: override the backbone's `ImagePreprocessing` mode.
-        name: model name.
+        **head_args: the keys of `MMDSR_HEAD_DEFAULTS` (see
+            `MMDSRImageClassifier`).
 
     Returns:
-        A functional `keras.Model`.
+        The `(batch, C)` logits tensor, output of the layer named `"logits"`.
 
     Example:
-    >>> model = build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
-    ...                     image_size=64, weights=None, units=32)
-    >>> model.output_shape
-    (None, 3)
+    >>> features = [keras.Input((8, 8, 16)), keras.Input((4, 4, 32))]
+    >>> mmdsr_head(features, ["cat", "dog"], units=16, num_heads=2).shape
+    (None, 2)
     """
-    class_names = resolve_class_names(num_classes, class_names)
-    if graph not in GRAPH_MODES:
-        raise ValueError(f"graph={graph!r}; expected one of {GRAPH_MODES}.")
-    inputs, features, info = build_feature_extractor(
-        backbone, image_size, weights=weights, stages=stages,
-        freeze_backbone=freeze_backbone, preprocessing=preprocessing,
-    )
-    units = units or info["default_units"]
-    if cross_layer and len(features) > 1:
+    unknown = set(head_args) - set(MMDSR_HEAD_DEFAULTS)
+    if unknown:
+        raise TypeError(f"mmdsr_head got unknown argument(s) {sorted(unknown)}.")
+    args = {**MMDSR_HEAD_DEFAULTS, **head_args}
+    if args["graph"] not in GRAPH_MODES:
+        raise ValueError(f"graph={args['graph']!r}; expected one of {GRAPH_MODES}.")
+    units = args["units"] or default_units
+    if args["cross_layer"] and len(features) > 1:
         x = CrossLayerAttention(
-            units, num_heads=num_heads, key_units=key_units,
+            units, num_heads=args["num_heads"], key_units=args["key_units"],
             grid_index=len(features) // 2, name="cross_layer_attention",
         )(features)
     else:
         x = project_stage(features[-1], units, name="last_stage_projection")
-    if dual_branch:
+    if args["dual_branch"]:
         x = ChannelDualBranchCrossAttention(
-            reduction=reduction, share_branches=share_branches, name="dual_branch"
+            reduction=args["reduction"], share_branches=args["share_branches"],
+            name="dual_branch",
         )(x)
     logits = DynamicSemanticGCN(
         num_classes=len(class_names),
-        node_units=node_units,
-        num_perspectives=num_perspectives,
-        sparsity_threshold=sparsity_threshold,
-        prior_weight=prior_weight,
-        trainable_prior_weight=trainable_prior_weight,
-        global_weight=global_weight,
-        trainable_global_weight=trainable_global_weight,
-        graph_mode=graph,
+        node_units=args["node_units"],
+        num_perspectives=args["num_perspectives"],
+        sparsity_threshold=args["sparsity_threshold"],
+        prior_weight=args["prior_weight"],
+        trainable_prior_weight=args["trainable_prior_weight"],
+        global_weight=args["global_weight"],
+        trainable_global_weight=args["trainable_global_weight"],
+        graph_mode=args["graph"],
         label_prior=label_prior,
         label_embeddings=label_embeddings,
-        label_density=label_density,
+        label_density=args["label_density"],
         name=HEAD_LAYER,
     )(x)
-    outputs = LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)
-    return keras.Model(inputs, outputs, name=name)
+    return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)
 
 
 def class_names_of(model):
@@ -168,8 +117,9 @@ def build_explainer(model):
     current as `model` trains on.
 
     Example:
-    >>> model = build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
-    ...                     image_size=64, weights=None, units=32)
+    >>> import mmdsr_keras
+    >>> model = mmdsr_keras.build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
+    ...                                 image_size=64, weights=None, units=32)
     >>> sorted(build_explainer(model).output.keys())[:2]
     ['adjacency', 'class_attention']
     """
@@ -203,8 +153,9 @@ def build_deep_supervision_model(model, inputs=None):
             `model.inputs`; the stage feature tensors give the head alone.
 
     Example:
-    >>> model = build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
-    ...                     image_size=64, weights=None, units=32)
+    >>> import mmdsr_keras
+    >>> model = mmdsr_keras.build_mmdsr(num_classes=3, backbone="mobilenet_0.25",
+    ...                                 image_size=64, weights=None, units=32)
     >>> build_deep_supervision_model(model).output_shape
     (None, 3, 3)
     """

@@ -41,8 +41,11 @@ def freeze_backbone_batchnorm(model, backbone_layer="backbone"):
     return frozen
 
 
-def make_frozen_phase_optimizer(config, steps_per_epoch):
+def make_frozen_phase_optimizer(config, steps_per_epoch, decay="cosine"):
     """The head's optimizer of the frozen phase (one group: only the head trains).
+
+    `decay` is the `WarmupDecaySchedule` decay over `config.frozen_epochs`
+    epochs of `steps_per_epoch` (`"constant"` for an open-ended phase).
 
     AdamW by default: its step does not scale with the gradient, which lets
     every head type learn at one rate from step 0 (MMDSR's head starts with a
@@ -51,7 +54,7 @@ def make_frozen_phase_optimizer(config, steps_per_epoch):
     """
     schedule = WarmupDecaySchedule(
         config.frozen_learning_rate, total_steps=max(1, config.frozen_epochs * steps_per_epoch),
-        decay="cosine",
+        decay=decay,
     )
     if config.frozen_optimizer == "adamw":
         return keras.optimizers.AdamW(

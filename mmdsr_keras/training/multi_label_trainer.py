@@ -121,14 +121,18 @@ def set_precision(config):
     keras.config.set_dtype_policy(policy)
 
 
-def compile_for_training(model, config, steps_per_epoch):
-    """Compiles `model` with the recipe's loss, SGD parameter groups and schedule.
+def make_optimizer(model, config, steps_per_epoch):
+    """The fine-tuning optimizer of `config`: AdamW or SGD parameter groups on its schedule.
+
+    The backbone's variables (the layer named `"backbone"`) get the rate x
+    `config.backbone_lr_multiplier`.
 
     Example:
     >>> import mmdsr_keras
     >>> model = mmdsr_keras.build_mmdsr(num_classes=2, backbone="mobilenet_0.25",
     ...                                 image_size=64, weights=None, units=8, num_heads=2)
-    >>> compile_for_training(model, TrainingConfig(epochs=2), steps_per_epoch=5)
+    >>> type(make_optimizer(model, TrainingConfig(optimizer="adamw"), 5)).__name__
+    'ParameterGroupAdamW'
     """
     schedule = WarmupDecaySchedule(
         config.learning_rate,
@@ -141,18 +145,28 @@ def compile_for_training(model, config, steps_per_epoch):
     if config.backbone_lr_multiplier != 1.0 and "backbone" in {l.name for l in model.layers}:
         multipliers = backbone_lr_multipliers(model, config.backbone_lr_multiplier)
     if config.optimizer == "adamw":
-        optimizer = ParameterGroupAdamW(
+        return ParameterGroupAdamW(
             schedule, weight_decay=config.weight_decay, global_clipnorm=config.clip_global_norm,
             lr_multipliers=multipliers, use_ema=config.ema,
         )
-    else:
-        optimizer = ParameterGroupSGD(
-            schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay,
-            clip_global_norm=config.clip_global_norm, lr_multipliers=multipliers,
-            use_ema=config.ema,
-        )
-    model.compile(optimizer=optimizer, loss=make_loss(config.loss),
-                  jit_compile=config.jit_compile)
+    return ParameterGroupSGD(
+        schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay,
+        clip_global_norm=config.clip_global_norm, lr_multipliers=multipliers,
+        use_ema=config.ema,
+    )
+
+
+def compile_for_training(model, config, steps_per_epoch):
+    """Compiles `model` with the recipe's loss and `make_optimizer`'s optimizer.
+
+    Example:
+    >>> import mmdsr_keras
+    >>> model = mmdsr_keras.build_mmdsr(num_classes=2, backbone="mobilenet_0.25",
+    ...                                 image_size=64, weights=None, units=8, num_heads=2)
+    >>> compile_for_training(model, TrainingConfig(epochs=2), steps_per_epoch=5)
+    """
+    model.compile(optimizer=make_optimizer(model, config, steps_per_epoch),
+                  loss=make_loss(config.loss), jit_compile=config.jit_compile)
 
 
 def steps_per_epoch(num_examples, batch_size):

@@ -8,7 +8,7 @@ import numpy as np
 
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback
 from mmdsr_keras.label_prior import ml_gcn_label_prior
-from mmdsr_keras.models import build_mmdsr
+from mmdsr_keras.tasks import build_mmdsr
 from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
 from mmdsr_keras.training.multi_label_trainer import (
     TrainingConfig,
