@@ -58,6 +58,10 @@ def add_model_arguments(parser):
     g.add_argument("--sparsity-threshold", type=float, default=0.0)
     g.add_argument("--prior-weight", type=float, default=0.5)
     g.add_argument("--global-weight", type=float, default=0.5)
+    g.add_argument("--trainable-global-weight", action="store_true",
+                   help="learn alpha, starting at --global-weight")
+    g.add_argument("--trainable-prior-weight", action="store_true",
+                   help="learn lambda, starting at --prior-weight")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

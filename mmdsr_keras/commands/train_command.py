@@ -11,8 +11,8 @@ from mmdsr_keras.commands.trained_model import MODEL_FILE
 from mmdsr_keras.data.image_decoding import ImageReadError
 from mmdsr_keras.data.input_pipeline import find_unreadable_images
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback, evaluate_and_report
-from mmdsr_keras.label_prior import ml_gcn_label_prior
-from mmdsr_keras.tasks import build_baseline, build_mmdsr
+from mmdsr_keras.tasks import BaselineImageClassifier, MMDSRImageClassifier
+from mmdsr_keras.tasks.classifier_preset import RUN_PRESET_DIR
 from mmdsr_keras.training import (
     RunDirectory,
     StageFeatureCache,
@@ -73,19 +73,16 @@ def fill_defaults(args):
 
 def build_model(args, train):
     """The model named by `args`, with prior and label density from `train`."""
-    common = dict(class_names=train.class_names, backbone=args.backbone,
-                  image_size=args.image_size, weights=backbone_weights(args.weights),
-                  freeze_backbone=args.freeze_backbone)
-    # ML-GCN's classifier uses its symmetric normalisation; MMDSR's head a row-normalised A0.
-    prior = ml_gcn_label_prior(
-        train.labels, normalization="row" if args.model == "mmdsr" else "symmetric")
+    common = dict(backbone=args.backbone, image_size=args.image_size,
+                  weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone)
     if args.model != "mmdsr":
-        return build_baseline(args.model, label_prior=prior, **common)
-    return build_mmdsr(
-        units=args.units, num_heads=args.num_heads, reduction=args.reduction,
+        return BaselineImageClassifier.from_dataset(train, head=args.model, **common)
+    return MMDSRImageClassifier.from_dataset(
+        train, units=args.units, num_heads=args.num_heads, reduction=args.reduction,
         num_perspectives=args.num_perspectives, sparsity_threshold=args.sparsity_threshold,
         prior_weight=args.prior_weight, global_weight=args.global_weight,
-        label_prior=prior, label_density=float(train.label_density()),
+        trainable_prior_weight=getattr(args, "trainable_prior_weight", False),
+        trainable_global_weight=getattr(args, "trainable_global_weight", False),
         cross_layer=not args.no_cross_layer, dual_branch=not args.no_dual_branch,
         graph=args.graph, **common,
     )
@@ -275,6 +272,7 @@ def _train_in(run, args, train, val):
 
         fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
     model.save(run.file(MODEL_FILE))
+    model.save_to_preset(run.file(RUN_PRESET_DIR), overwrite=True)  # like model.keras
     failed = run.file("FAILED.txt")
     if failed.is_file():  # a resumed run that now finished
         failed.unlink()

@@ -18,19 +18,20 @@ PRESET_FILES = (METADATA_FILE, BACKBONE_CONFIG_FILE, BACKBONE_WEIGHTS_FILE, TASK
                 TASK_WEIGHTS_FILE)
 
 
-def save_classifier_preset(model, preset_dir):
+def save_classifier_preset(model, preset_dir, overwrite=False):
     """Writes `model` (a `MultiLabelImageClassifier`) as a preset into `preset_dir`.
 
     `config.json` + `model.weights.h5` hold the backbone (loadable alone with
     `keras.saving.deserialize_keras_object` + `load_weights`),
     `task.json` + `task.weights.h5` the whole classifier, `metadata.json` the
-    versions. Refuses a folder that already holds any of these files.
+    versions. Refuses a folder that already holds any of these files unless
+    `overwrite` (a run folder's own preset, saved again when a run resumes).
     """
     from mmdsr_keras import __version__
 
     folder = pathlib.Path(preset_dir)
     taken = [name for name in PRESET_FILES if (folder / name).exists()]
-    if taken:
+    if taken and not overwrite:
         raise FileExistsError(
             f"{folder}: already holds a preset ({', '.join(taken)}); save to a new folder.")
     folder.mkdir(parents=True, exist_ok=True)

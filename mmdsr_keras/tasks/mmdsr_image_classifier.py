@@ -117,10 +117,19 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
         >>> len(model.class_names) == train.num_classes
         True
         """
-        kwargs.setdefault("label_prior", ml_gcn_label_prior(train.labels, normalization="row"))
-        kwargs.setdefault("label_density", float(train.label_density()))
-        return build_mmdsr(class_names=train.class_names, backbone=backbone,
-                           image_size=image_size, weights=weights, **kwargs)
+        kwargs = {**cls.dataset_arguments(train), **kwargs}
+        return build_mmdsr(backbone=backbone, image_size=image_size, weights=weights, **kwargs)
+
+    @staticmethod
+    def dataset_arguments(train):
+        """`class_names`, `label_prior` (row-normalised A0) and `label_density` of `train`.
+
+        What `from_dataset` takes from the training labels, for code that
+        builds many models on one dataset (`MMDSRHyperModel`).
+        """
+        return dict(class_names=list(train.class_names),
+                    label_prior=ml_gcn_label_prior(train.labels, normalization="row"),
+                    label_density=float(train.label_density()))
 
 
 def build_mmdsr(num_classes=None, class_names=None, backbone="resnet101", image_size=448,

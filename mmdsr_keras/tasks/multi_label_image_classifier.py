@@ -138,16 +138,17 @@ class MultiLabelImageClassifier(keras.Model):
             )
         return model
 
-    def save_to_preset(self, preset_dir):
+    def save_to_preset(self, preset_dir, overwrite=False):
         """Saves config, weights and metadata in keras-hub's preset layout.
 
         Files: `config.json` + `model.weights.h5` (the backbone),
         `task.json` + `task.weights.h5` (the whole classifier) and
-        `metadata.json`. The folder must not hold a preset already.
+        `metadata.json`. The folder must not hold a preset already, unless
+        `overwrite`.
         """
         from mmdsr_keras.tasks.classifier_preset import save_classifier_preset
 
-        save_classifier_preset(self, preset_dir)
+        save_classifier_preset(self, preset_dir, overwrite=overwrite)
 
     def _task_config(self, head_config):
         shared = dict(self._shared_config)

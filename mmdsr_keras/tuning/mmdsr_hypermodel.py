@@ -7,8 +7,7 @@ import keras_tuner
 import numpy as np
 
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback
-from mmdsr_keras.label_prior import ml_gcn_label_prior
-from mmdsr_keras.tasks import build_mmdsr
+from mmdsr_keras.tasks import MMDSRImageClassifier, build_mmdsr
 from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
 from mmdsr_keras.training.multi_label_trainer import (
     TrainingConfig,
@@ -99,7 +98,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
 
     Args:
         class_names: the C class names.
-        label_prior: `(C, C)` static prior A0 (`ml_gcn_label_prior`), or None.
+        label_prior: `(C, C)` static prior A0 (`MMDSRImageClassifier.dataset_arguments`), or None.
         label_density: pi (float) or `(C,)` class frequencies.
         image_size: the input side S (int).
         backbone: backbone name. Defaults to `"mobilenet_0.25"`.
@@ -199,9 +198,8 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
     def from_dataset(cls, train, **kwargs):
         """The hypermodel for `train` (a `MultiLabelDataset`): its class names,
         ML-GCN prior A0 and label density; `kwargs` go to the constructor."""
-        kwargs.setdefault("label_prior", ml_gcn_label_prior(train.labels))
-        kwargs.setdefault("label_density", float(train.label_density()))
-        return cls(train.class_names, **kwargs)
+        kwargs = {**MMDSRImageClassifier.dataset_arguments(train), **kwargs}
+        return cls(kwargs.pop("class_names"), **kwargs)
 
     @staticmethod
     def hyperparameter_names():
