@@ -1,6 +1,5 @@
 """The benchmarks run as the README says, on tiny settings, and report what they measured."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, shared_path
+from tests.bench.bench_scripts import load_module
+from tests.shared_data import REPO_ROOT, shared_path
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +22,6 @@ def run_bench(script, *arguments):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
-
-
-def load_module(script):
-    spec = importlib.util.spec_from_file_location(script, REPO_ROOT / "bench" / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_speed_bench_reports_every_head(tmp_path):

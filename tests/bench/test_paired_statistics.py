@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tests.bench.test_benchmarks import load_module
+from tests.bench.bench_scripts import load_module
 
 statistics = load_module("paired_statistics")
 

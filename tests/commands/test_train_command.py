@@ -7,7 +7,7 @@ corrupted on purpose) and small json / CSV files written here.
 import json
 
 from mmdsr_keras.cli import main
-from tests.conftest import shared_path
+from tests.shared_data import shared_path
 
 TINY_MODEL = ["--image-size", "32", "--backbone", "mobilenet_0.25", "--weights", "none",
               "--units", "16", "--num-heads", "2", "--batch-size", "4", "--warmup-epochs", "0"]

@@ -170,7 +170,7 @@ def format_files(tmp_path_factory):
     Lossless files carry the pixels they were written from; JPEGs are
     referenced by PIL's (libjpeg) decode with EXIF applied.
     """
-    from tests.conftest import shared_path
+    from tests.shared_data import shared_path
 
     folder = tmp_path_factory.mktemp("formats")
     source = sorted(shared_path("data", "coco-mini", "train2017", "images").glob("*.jpg"))[0]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mmdsr_keras.evaluation.voc_from_coco import VOC_CLASSES, VOC_TO_COCO, voc_columns
-from tests.conftest import shared_path
+from tests.shared_data import shared_path
 
 
 def test_voc_classes_are_the_devkit_order():

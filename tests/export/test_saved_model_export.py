@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED
+from tests.shared_data import SHARED
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

@@ -5,7 +5,8 @@ import pytest
 
 import mmdsr_keras
 from mmdsr_keras import build_explainer, build_mmdsr, class_names_of
-from tests.conftest import loss_and_gradients, shared_path
+from tests.gradient_check import loss_and_gradients
+from tests.shared_data import shared_path
 
 SMALL = dict(backbone="mobilenet_0.25", image_size=64, weights=None, units=16, num_heads=2)
 

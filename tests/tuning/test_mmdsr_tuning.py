@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmdsr_keras.data import load_dataset
-from tests.conftest import SHARED
+from tests.shared_data import SHARED
 from mmdsr_keras.evaluation import AveragePrecisionMeter
 from mmdsr_keras.training.multi_label_trainer import TrainingConfig
 from mmdsr_keras.tuning import (
