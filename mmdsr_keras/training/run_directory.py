@@ -48,8 +48,8 @@ class RunDirectory:
         path = pathlib.Path(path)
         if not (path / CONFIG_FILE).is_file():
             raise ValueError(
-                f"--resume {path}: not a run folder (no {CONFIG_FILE}); give the folder a "
-                f"previous `mmdsr-keras train` printed."
+                f"{path}: not a run folder (no {CONFIG_FILE}); resume takes the folder "
+                "of an earlier run, the one `RunDirectory.create` made for it."
             )
         return cls(path)
 
