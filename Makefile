@@ -4,7 +4,7 @@
 # run, --doctest-modules would also import every script under tests/.
 PYTHON ?= python
 PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
-MODEL_TESTS = tests/layers tests/models tests/backbones/test_backbone_registry.py tests/test_label_prior.py
+MODEL_TESTS = tests/layers tests/models tests/tasks/test_mmdsr_image_classifier.py tests/tasks/test_baseline_image_classifier.py tests/backbones/test_backbone_registry.py tests/test_label_prior.py
 
 .PHONY: test test-fast test-tensorflow test-jax test-torch install
 

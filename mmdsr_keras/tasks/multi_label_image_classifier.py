@@ -37,6 +37,15 @@ class MultiLabelImageClassifier(keras.Model):
 
     model_type = None
 
+    def __setattr__(self, name, value):
+        # A task sets its layers before `keras.Model.__init__` (the functional
+        # graph then tracks them); torch's Module refuses sub-modules before its
+        # own `__init__` has made `_modules`, so those go to the instance dict.
+        if keras.config.backend() == "torch" and "_modules" not in self.__dict__:
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)
+
     def _stage_features(self, backbone, stages, image_size, preprocessing):
         """`(inputs, stage tensors)` of the graph; sets the shared attributes."""
         # === Layers ===
