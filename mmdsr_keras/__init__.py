@@ -26,3 +26,19 @@ from mmdsr_keras.training import (  # noqa: E402, F401  (imported for registrati
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "layers",
+    "available_backbones",
+    "get_backbone_spec",
+    "register_backbone",
+    "cooccurrence_statistics",
+    "ml_gcn_label_prior",
+    "symmetric_normalize",
+    "build_explainer",
+    "class_names_of",
+    "BaselineImageClassifier",
+    "MMDSRImageClassifier",
+    "build_baseline",
+    "build_mmdsr",
+]

@@ -8,3 +8,12 @@ from mmdsr_keras.backbones.backbone_spec import (
     get_backbone_spec,
     register_backbone,
 )
+
+__all__ = [
+    "efficientnet_lite",
+    "keras_applications",
+    "BackboneSpec",
+    "available_backbones",
+    "get_backbone_spec",
+    "register_backbone",
+]

@@ -9,3 +9,13 @@ from mmdsr_keras.layers.image_preprocessing import ImagePreprocessing
 from mmdsr_keras.layers.labelled_logits import LabelledLogits
 from mmdsr_keras.layers.static_graph_classifier import StaticGraphClassifier
 from mmdsr_keras.layers.graph_head_details import GraphHeadDetails
+
+__all__ = [
+    "ChannelDualBranchCrossAttention",
+    "CrossLayerAttention",
+    "DynamicSemanticGCN",
+    "ImagePreprocessing",
+    "LabelledLogits",
+    "StaticGraphClassifier",
+    "GraphHeadDetails",
+]

@@ -8,3 +8,13 @@ from mmdsr_keras.models.mmdsr import (
     mmdsr_head,
     resolve_class_names,
 )
+
+__all__ = [
+    "BASELINE_HEADS",
+    "baseline_head",
+    "build_deep_supervision_model",
+    "build_explainer",
+    "class_names_of",
+    "mmdsr_head",
+    "resolve_class_names",
+]

@@ -63,8 +63,6 @@ def find_preset_dir(preset):
 
 def load_classifier_preset(preset, load_weights=True):
     """The classifier saved in `preset` (a preset folder or a run folder)."""
-    import mmdsr_keras.tasks  # noqa: F401  (registers the task classes)
-
     folder = find_preset_dir(preset)
     path = folder / TASK_CONFIG_FILE
     try:
