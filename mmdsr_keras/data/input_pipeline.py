@@ -43,7 +43,43 @@ def resize_for_model(image, height, width):
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def _shuffled_rows(count, shuffle, seed, epoch=None):
+def shard_positions(count, batch_size, num_shards, index):
+    """The positions of an epoch of `count` examples that shard `index` of `num_shards` feeds.
+
+    Every global batch of `batch_size` is cut into `num_shards` equal runs
+    of consecutive rows, in shard order, so the shards' batches stacked in
+    shard order are the single-process batch row for row. A last batch that
+    does not split evenly loses its final `L mod num_shards` rows (at most
+    `num_shards - 1` examples per epoch, different ones each shuffled epoch):
+    data-parallel replicas need equal batches.
+
+    Args:
+        count: examples in the epoch.
+        batch_size: the global batch size B, a multiple of `num_shards`.
+        num_shards: number of shards (worker processes).
+        index: this shard, 0 to `num_shards - 1`.
+
+    Returns:
+        int64 array of positions, in order.
+
+    Example:
+    >>> shard_positions(10, 4, 2, 1).tolist()
+    [2, 3, 6, 7, 9]
+    """
+    if batch_size % num_shards:
+        raise ValueError(f"the batch size {batch_size} must be a multiple of the number of "
+                         f"shards ({num_shards}).")
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index {index} is not in 0..{num_shards - 1}.")
+    positions = np.arange(count, dtype=np.int64)
+    start, offset = positions - positions % batch_size, positions % batch_size
+    size = np.minimum(batch_size, count - start)
+    rows_per_shard = size // num_shards
+    keep = (offset >= index * rows_per_shard) & (offset < (index + 1) * rows_per_shard)
+    return positions[keep]
+
+
+def _shuffled_rows(count, shuffle, seed, epoch=None, shard=None):
     if epoch is not None:
         # Epoch-indexed streams: the order of epoch e is a pure function of
         # (seed, e), so a resumed run sees exactly the epochs it missed.
@@ -52,6 +88,9 @@ def _shuffled_rows(count, shuffle, seed, epoch=None):
             rows = tf.random.experimental.stateless_shuffle(
                 rows, seed=tf.stack([tf.constant(seed, tf.int64), epoch])
             )
+        if shard is not None:
+            # Cut before decoding, so that a worker decodes only its images.
+            rows = tf.gather(rows, shard_positions(count, *shard))
         return tf.data.Dataset.from_tensor_slices(rows)
     rows = tf.data.Dataset.range(count)
     if shuffle:
@@ -59,7 +98,7 @@ def _shuffled_rows(count, shuffle, seed, epoch=None):
     return rows
 
 
-def _memory_elements(dataset, shuffle, seed, epoch=None):
+def _memory_elements(dataset, shuffle, seed, epoch=None, shard=None):
     images = tf.constant(dataset.images)
     labels = tf.constant(dataset.labels)
     masks = tf.constant(dataset.ignore_mask)
@@ -71,12 +110,12 @@ def _memory_elements(dataset, shuffle, seed, epoch=None):
             "ignore_mask": tf.gather(masks, row),
         }
 
-    return _shuffled_rows(len(dataset), shuffle, seed, epoch).map(
+    return _shuffled_rows(len(dataset), shuffle, seed, epoch, shard).map(
         element, num_parallel_calls=AUTOTUNE
     )
 
 
-def _file_elements(dataset, shuffle, seed, on_error, epoch=None):
+def _file_elements(dataset, shuffle, seed, on_error, epoch=None, shard=None):
     infos = dataset.scan_images()
     keep = []
     for row, info in enumerate(infos):
@@ -106,7 +145,7 @@ def _file_elements(dataset, shuffle, seed, on_error, epoch=None):
         encoded = tf.io.read_file(element["name"])
         return decode_image(encoded, element["use_pil"], element["orientation"])
 
-    rows = _shuffled_rows(len(keep), shuffle, seed, epoch).map(element)
+    rows = _shuffled_rows(len(keep), shuffle, seed, epoch, shard).map(element)
     return _decode_or_report(rows, decode, on_error)
 
 
@@ -213,6 +252,7 @@ def build_input_pipeline(
     augment=False,
     crop=None,
     epochs=None,
+    shard=None,
 ):
     """Builds the batched `tf.data.Dataset` for a `MultiLabelDataset`.
 
@@ -236,6 +276,10 @@ def build_input_pipeline(
             uninterrupted run sees. Not for TFDS sources (their shuffle is a
             streaming buffer). Defaults to None: one epoch, reshuffled on
             each iteration.
+        shard: `(num_shards, index)`: this worker's rows of each global
+            batch of `batch_size` (see `shard_positions`), with the
+            augmentation each row gets in the unsharded stream; batches of
+            `batch_size / num_shards`. Needs `epochs`. Defaults to None.
 
     Returns:
         `tf.data.Dataset` of `(images, labels)` or `(images, labels, mask)`.
@@ -251,11 +295,23 @@ def build_input_pipeline(
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}.")
     image_size = int(image_size)
+    if shard is not None:
+        if epochs is None or dataset.tfds_source is not None:
+            raise ValueError("shard=(num_shards, index) needs an epochs=(first, stop) stream "
+                             "of an in-memory or file dataset.")
+        num_shards, index = (int(v) for v in shard)
+        # What _file_elements keeps of the rows: those whose header scan passed.
+        count = (len(dataset) if dataset.images is not None
+                 else sum(info.error is None for info in dataset.scan_images()))
+        shard = (batch_size, num_shards, index)
+        shard_rows = shard_positions(count, *shard)
+        batch_size //= num_shards
+
     def elements_for(epoch=None):
         if dataset.images is not None:
-            return _memory_elements(dataset, shuffle, seed, epoch)
+            return _memory_elements(dataset, shuffle, seed, epoch, shard)
         if dataset.paths is not None:
-            return _file_elements(dataset, shuffle, seed, on_error, epoch)
+            return _file_elements(dataset, shuffle, seed, on_error, epoch, shard)
         if epoch is not None:
             raise ValueError("epochs=(first, stop) streams need in-memory or file datasets, "
                              "not a TFDS source.")
@@ -291,6 +347,10 @@ def build_input_pipeline(
         if augment:
             if epoch is None:
                 randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            elif shard is not None:
+                # Each row keeps the random number of its unsharded position.
+                randoms = tf.data.Dataset.from_tensor_slices(shard_rows).map(
+                    lambda i: epoch * 1_000_003 + i)
             else:
                 randoms = tf.data.Dataset.range(2**62).map(lambda i: epoch * 1_000_003 + i)
             batches = tf.data.Dataset.zip((elements, randoms)).map(

@@ -245,6 +245,7 @@ class MultiLabelDataset:
         shuffle=None,
         augment=None,
         epochs=None,
+        shard=None,
     ):
         """The input pipeline: batches of raw RGB images and their labels.
 
@@ -274,6 +275,9 @@ class MultiLabelDataset:
             epochs: `(first, stop)` for one stream of epochs first..stop-1,
                 each a pure function of (seed, epoch), for exact resumption
                 (see `build_input_pipeline`). Defaults to None.
+            shard: `(num_shards, index)`: one worker's rows of every global
+                batch, for data parallelism over processes (needs `epochs`;
+                see `build_input_pipeline`). Defaults to None.
 
         Returns:
             `tf.data.Dataset` of `(images, labels)` or, with
@@ -292,4 +296,5 @@ class MultiLabelDataset:
             shuffle=training if shuffle is None else shuffle,
             augment=training if augment is None else augment,
             epochs=epochs,
+            shard=shard,
         )

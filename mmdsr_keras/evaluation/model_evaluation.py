@@ -30,7 +30,8 @@ def predict_scores(model, data):
     """
     scores, labels, masks = [], [], []
     for images, y, mask in data:
-        scores.append(keras.ops.convert_to_numpy(model.predict_on_batch(images)))
+        # numpy: JAX's and torch's predict_on_batch cannot take tf.data's tensors.
+        scores.append(keras.ops.convert_to_numpy(model.predict_on_batch(np.asarray(images))))
         labels.append(np.asarray(y))
         masks.append(np.asarray(mask))
     return np.concatenate(scores), np.concatenate(labels), np.concatenate(masks)

@@ -1,10 +1,15 @@
-"""Multi-device data parallelism: TF MirroredStrategy or Keras DataParallel (JAX)."""
+"""Multi-device data parallelism: TF MirroredStrategy or Keras DataParallel (JAX).
+
+Several processes or machines: `tensorflow_multi_worker.TensorFlowWorkerGroup`
+("multi-worker") and `jax_process_group.JaxProcessGroup` ("data-parallel" over
+processes), whose `scope()` takes the place of `distribution_scope`.
+"""
 
 import contextlib
 
 import keras
 
-DISTRIBUTIONS = ("none", "mirrored", "data-parallel")
+DISTRIBUTIONS = ("none", "mirrored", "data-parallel", "multi-worker")
 
 
 @contextlib.contextmanager
@@ -25,7 +30,7 @@ def distribution_scope(kind="none"):
         yield None
     elif kind == "mirrored":
         if backend != "tensorflow":
-            raise ValueError(f"--distribution mirrored needs KERAS_BACKEND=tensorflow, not {backend}.")
+            raise ValueError(f"the \"mirrored\" distribution needs KERAS_BACKEND=tensorflow, not {backend}.")
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
@@ -33,7 +38,7 @@ def distribution_scope(kind="none"):
             yield strategy
     elif kind == "data-parallel":
         if backend != "jax":
-            raise ValueError(f"--distribution data-parallel needs KERAS_BACKEND=jax, not {backend}.")
+            raise ValueError(f"the \"data-parallel\" distribution needs KERAS_BACKEND=jax, not {backend}.")
         distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(distribution)
@@ -41,5 +46,8 @@ def distribution_scope(kind="none"):
             yield distribution
         finally:
             keras.distribution.set_distribution(previous)
+    elif kind == "multi-worker":
+        raise ValueError("a multi-worker strategy must exist before any TensorFlow operation "
+                         "runs: build the model in TensorFlowWorkerGroup.scope().")
     else:
         raise ValueError(f"distribution={kind!r}; expected one of {DISTRIBUTIONS}.")

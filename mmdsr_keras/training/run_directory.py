@@ -4,6 +4,10 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
+import tempfile
+
+from mmdsr_keras.training.multi_label_trainer import BACKUP_DIR
 
 CONFIG_FILE = "config.json"
 
@@ -88,3 +92,22 @@ class RunDirectory:
 
     def __str__(self):
         return str(self.path)
+
+
+def worker_folder(process_id, chief_folder=None):
+    """A new temporary folder for a non-chief worker, holding a copy of the chief's backup.
+
+    In a multi-process run only the chief writes the run folder. A worker
+    writes its files here (the caller removes the folder), and on resume it
+    must restore the chief's weights, optimizer state and epoch: it copies
+    `backup/` of `chief_folder` (the run folder, on a shared file system).
+
+    Args:
+        process_id: the worker's index (in the folder's name).
+        chief_folder: the run folder being resumed. Defaults to None.
+    """
+    folder = tempfile.mkdtemp(prefix=f"mmdsr-worker{process_id}-")
+    backup = os.path.join(chief_folder, BACKUP_DIR) if chief_folder else None
+    if backup and os.path.isdir(backup):
+        shutil.copytree(backup, os.path.join(folder, BACKUP_DIR))
+    return folder

@@ -172,7 +172,7 @@ class StageFeatureCache:
                 images = images.map(lambda x, y: x)
             row = 0
             for batch in images:
-                outputs = stage_model.predict_on_batch(batch)
+                outputs = stage_model.predict_on_batch(np.asarray(batch))
                 n = int(outputs[0].shape[0])
                 for array, out in zip(arrays, outputs):
                     array[view, row:row + n] = keras.ops.convert_to_numpy(out).astype(np.float16)
