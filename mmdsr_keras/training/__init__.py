@@ -4,6 +4,7 @@
 those of a named recipe (`RECIPES`); `compile_for_training` + `fit` run the
 fine-tuning phase (resumable from a `RunDirectory`); `StageFeatureCache` +
 `fit_frozen_phase` the frozen-backbone phase on cached backbone features.
+`TensorFlowWorkerGroup` and `JaxProcessGroup` spread `fit` over processes.
 The losses, optimizers and schedule are registered Keras serializables.
 """
 
@@ -16,6 +17,7 @@ from mmdsr_keras.training.frozen_backbone_phase import (
     freeze_backbone_batchnorm,
     predict_cached,
 )
+from mmdsr_keras.training.jax_process_group import JaxProcessGroup
 from mmdsr_keras.training.multi_label_trainer import (
     LOSSES,
     OPTIMIZERS,
@@ -31,6 +33,7 @@ from mmdsr_keras.training.parameter_group_adamw import ParameterGroupAdamW
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD, backbone_lr_multipliers
 from mmdsr_keras.training.run_directory import RunDirectory
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
+from mmdsr_keras.training.tensorflow_multi_worker import TensorFlowWorkerGroup
 from mmdsr_keras.training.training_recipe import (
     RECIPES,
     frozen_phase_epochs,
@@ -58,6 +61,8 @@ __all__ = [
     "backbone_lr_multipliers",
     "compile_for_training",
     "distribution_scope",
+    "JaxProcessGroup",
+    "TensorFlowWorkerGroup",
     "fit",
     "fit_frozen_phase",
     "freeze_backbone_batchnorm",
