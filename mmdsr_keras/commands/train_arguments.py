@@ -62,6 +62,9 @@ def add_model_arguments(parser):
                    help="learn alpha, starting at --global-weight")
     g.add_argument("--trainable-prior-weight", action="store_true",
                    help="learn lambda, starting at --prior-weight")
+    g.add_argument("--global-linear", action="store_true",
+                   help="design variant: add a linear classifier on the last stage's "
+                        "average-pooled features to MMDSR's logits")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

@@ -91,6 +91,7 @@ def build_model(args, train):
         prior_weight=args.prior_weight, global_weight=args.global_weight,
         trainable_prior_weight=getattr(args, "trainable_prior_weight", False),
         trainable_global_weight=getattr(args, "trainable_global_weight", False),
+        global_linear=getattr(args, "global_linear", False),
         cross_layer=not args.no_cross_layer, dual_branch=not args.no_dual_branch,
         graph=args.graph, **common,
     )

@@ -40,6 +40,7 @@ MMDSR_HEAD_DEFAULTS = dict(
     share_branches=True, num_perspectives=8, sparsity_threshold=0.0, prior_weight=0.5,
     trainable_prior_weight=False, global_weight=0.5, trainable_global_weight=False,
     label_density=0.05, cross_layer=True, dual_branch=True, graph="dynamic",
+    global_linear=False,
 )
 
 
@@ -98,6 +99,16 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
         label_density=args["label_density"],
         name=HEAD_LAYER,
     )(x)
+    if args["global_linear"]:
+        # A design variant, not MMDSR: a linear classifier on the deepest
+        # stage's average-pooled features beside the graph logits, the path
+        # a linear probe shows to be strong on small data. Zero-initialised,
+        # so the head starts as plain MMDSR.
+        pooled = keras.layers.GlobalAveragePooling2D(dtype="float32",
+                                                     name="global_linear_pool")(features[-1])
+        linear = keras.layers.Dense(len(class_names), kernel_initializer="zeros",
+                                    dtype="float32", name="global_linear")(pooled)
+        logits = keras.layers.Add(dtype="float32", name="global_linear_sum")([logits, linear])
     return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)
 
 

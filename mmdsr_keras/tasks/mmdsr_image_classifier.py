@@ -56,6 +56,9 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
         cross_layer: fuse all stages (False: the last one only). Defaults to True.
         dual_branch: use the channel dual-branch cross-attention. Defaults to True.
         graph: `"dynamic"`, `"static"` or `"none"`. Defaults to `"dynamic"`.
+        global_linear: a design variant: add a zero-initialised linear
+            classifier on the deepest stage's average-pooled features to the
+            logits. Defaults to False (MMDSR as designed).
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:

@@ -30,7 +30,8 @@ def distribution_scope(kind="none"):
         yield None
     elif kind == "mirrored":
         if backend != "tensorflow":
-            raise ValueError(f"the \"mirrored\" distribution needs KERAS_BACKEND=tensorflow, not {backend}.")
+            raise ValueError('the "mirrored" distribution needs KERAS_BACKEND=tensorflow, '
+                             f"not {backend}.")
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
@@ -38,7 +39,8 @@ def distribution_scope(kind="none"):
             yield strategy
     elif kind == "data-parallel":
         if backend != "jax":
-            raise ValueError(f"the \"data-parallel\" distribution needs KERAS_BACKEND=jax, not {backend}.")
+            raise ValueError('the "data-parallel" distribution needs KERAS_BACKEND=jax, '
+                             f"not {backend}.")
         distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(distribution)

@@ -30,7 +30,8 @@ def test_every_position_in_exactly_one_shard():
 
 def _dataset(count):
     rng = np.random.RandomState(0)
-    return MultiLabelDataset([f"c{i}" for i in range(3)], (rng.rand(count, 3) > 0.5).astype("float32"),
+    labels = (rng.rand(count, 3) > 0.5).astype("float32")
+    return MultiLabelDataset([f"c{i}" for i in range(3)], labels,
                              images=rng.randint(0, 256, (count, 20, 24, 3)).astype(np.uint8))
 
 

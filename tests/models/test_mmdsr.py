@@ -63,6 +63,28 @@ def test_explainer_matches_model():
                                out["logits"], atol=1e-5)
 
 
+def test_global_linear_variant_adds_a_linear_classifier_on_pooled_features(tmp_path):
+    model = build_mmdsr(num_classes=3, global_linear=True, **SMALL)
+    plain = build_mmdsr(num_classes=3, **SMALL)
+    assert model.count_params() - plain.count_params() == 256 * 3 + 3
+    dense = model.get_layer("global_linear")
+    assert not np.any(dense.get_weights()[0])  # starts as plain MMDSR
+    rng = np.random.default_rng(1)
+    dense.set_weights([rng.normal(size=(256, 3)).astype("float32"),
+                       rng.normal(size=3).astype("float32")])
+    x = _images(2)
+    parts = keras.Model(model.input, [model.get_layer("semantic_graph").output,
+                                      model.get_layer("global_linear_pool").input])
+    graph_logits, deepest = parts.predict(x, verbose=0)
+    kernel, bias = dense.get_weights()
+    expected = graph_logits + deepest.mean(axis=(1, 2)) @ kernel + bias
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert reloaded.head_args["global_linear"] is True
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_save_and_load_give_identical_outputs(tmp_path):
     prior = mmdsr_keras.ml_gcn_label_prior(_labels(30, 3))
     model = build_mmdsr(num_classes=3, label_prior=prior, label_embeddings=np.ones((3, 4)),

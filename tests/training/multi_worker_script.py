@@ -94,7 +94,8 @@ def instrumented_fit(model, *args, **kwargs):
                                              for v in model.trainable_weights))
     if reduce_s is not None:
         extra["all_reduce_s"] = reduce_s
-    np.savez(out_file, fit_s=seconds, steps=int(keras.ops.convert_to_numpy(model.optimizer.iterations.value)),
+    steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
+    np.savez(out_file, fit_s=seconds, steps=steps,
              epochs=len(history.epoch), pid=os.getpid(), **extra, **weights)
     return history
 

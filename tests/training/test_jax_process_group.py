@@ -1,4 +1,4 @@
-"""`JaxProcessGroup` from flags and the KERAS_DISTRIBUTION_* variables (processes: test_multi_worker.py)."""
+"""`JaxProcessGroup` from flags and KERAS_DISTRIBUTION_* (the processes: test_multi_worker.py)."""
 
 from mmdsr_keras.training.jax_process_group import JaxProcessGroup
 

@@ -23,7 +23,8 @@ def test_reads_the_cluster_and_index_from_the_environment(monkeypatch):
     ("{not json", "TF_CONFIG is not valid JSON"),
     ('{"task": {"index": 0}}', "must hold cluster.worker"),
     (json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": 3}}), r"index in 0\.\.2"),
-    (json.dumps({"cluster": CLUSTER, "task": {"type": "ps", "index": 0}}), "expected type 'worker'"),
+    (json.dumps({"cluster": CLUSTER, "task": {"type": "ps", "index": 0}}),
+     "expected type 'worker'"),
 ])
 def test_bad_tf_config_is_refused_clearly(monkeypatch, config, message):
     if config is None:
