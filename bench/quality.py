@@ -280,12 +280,13 @@ def summarize(folder, runs, datasets, args):
                                        and r["protocol"] == protocol))
             if not heads:
                 continue
-            reference = pooled(folder, runs, name, protocol, "mmdsr", splits)
+            reference = pooled(folder, runs, name, protocol, args.reference, splits)
             title = {"cv": f"{FOLDS}-fold CV, pooled out-of-fold", "split": "train -> val"}
             lines = [f"### {name}, {title[protocol]} ({len(data)} images)", "",
                      "| head | folds | mAP | mAP flip-TTA | CF1 | OF1 | "
                      + ("VOC-20 mAP | " if name == "coco" else "")
-                     + "per-fold mAP | Δ vs mmdsr per fold | Δ 95% CI (bootstrap) | s/fold |",
+                     + f"per-fold mAP | Δ vs {args.reference} per fold | Δ 95% CI (bootstrap) "
+                     "| s/fold |",
                      "|---" * (10 if name == "coco" else 9) + "|"]
             for head in heads:
                 scores, rows = pooled(folder, runs, name, protocol, head, splits)
@@ -304,10 +305,10 @@ def summarize(folder, runs, datasets, args):
                 spread = f" ± {np.std(per_fold, ddof=1):.2f}" if len(per_fold) > 1 else ""
                 cells.append(f"{np.mean(per_fold):.2f}{spread}")
                 mmdsr_runs = {r["fold"]: r["metrics"]["mAP"] for r in runs if r["dataset"] == name
-                              and r["protocol"] == protocol and r["head"] == "mmdsr"}
+                              and r["protocol"] == protocol and r["head"] == args.reference}
                 diffs = [mmdsr_runs[r["fold"]] - r["metrics"]["mAP"] for r in chosen
                          if r["fold"] in mmdsr_runs]
-                if head != "mmdsr" and diffs and reference[0] is not None:
+                if head != args.reference and diffs and reference[0] is not None:
                     cells.append(" ".join(f"{d:+.1f}" for d in diffs))
                     common = np.intersect1d(rows, reference[1])
                     a, b = _align(reference, common), _align((scores, rows), common)
@@ -407,6 +408,8 @@ def main(argv=None):
     parser.add_argument("--set", nargs="*", default=[], metavar="ARG=VALUE",
                         help="`mmdsr-keras train` arguments for every head, e.g. frozen_epochs=2")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--reference", default="mmdsr",
+                        help="the head the Δ columns compare against (default: mmdsr)")
     parser.add_argument("--quick", action="store_true",
                         help="coco-mini only, probe / gap / mmdsr, no fine-tuning")
     parser.add_argument("--cache-dir", default=os.environ.get("MMDSR_BENCH_CACHE",
@@ -421,10 +424,11 @@ def main(argv=None):
     if args.report_only and not args.resume:
         raise SystemExit("--report-only needs --resume FOLDER.")
     if args.resume:
-        report_only = args.report_only
+        report_only, reference = args.report_only, args.reference
         folder = RunDirectory.resume(args.resume)
+        # The reference only shapes the tables: it comes from this command line.
         args = argparse.Namespace(**{**folder.read_config(), "resume": args.resume,
-                                     "report_only": report_only})
+                                     "report_only": report_only, "reference": reference})
     else:
         if args.quick:
             args.datasets = ["coco"]
