@@ -79,9 +79,9 @@ class JaxProcessGroup:
             The `keras.distribution.DataParallel` over all devices.
         """
         if keras.backend.backend() != "jax":
-            raise ValueError("multi-process data parallelism needs KERAS_BACKEND=jax, not "
-                             f"{keras.backend.backend()} (docs/distributed.md says why not "
-                             "TensorFlow's MultiWorkerMirroredStrategy).")
+            raise ValueError("JAX multi-process data parallelism needs KERAS_BACKEND=jax, not "
+                             f"{keras.backend.backend()} (on TensorFlow: the multi-worker "
+                             "strategy, TensorFlowWorkerGroup).")
         import jax
 
         # CPU processes exchange gradients through gloo: JAX's default CPU
