@@ -65,6 +65,9 @@ def add_model_arguments(parser):
     g.add_argument("--global-linear", action="store_true",
                    help="design variant: add a linear classifier on the last stage's "
                         "average-pooled features to MMDSR's logits")
+    g.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout rate of the head's features: after pooling (gap, gmp, "
+                        "mlgcn), on whole channels of the graph's input map (mmdsr)")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

@@ -82,7 +82,8 @@ def fill_defaults(args):
 def build_model(args, train):
     """The model named by `args`, with prior and label density from `train`."""
     common = dict(backbone=args.backbone, image_size=args.image_size,
-                  weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone)
+                  weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone,
+                  dropout=getattr(args, "dropout", 0.0))
     if args.model != "mmdsr":
         return BaselineImageClassifier.from_dataset(train, head=args.model, **common)
     return MMDSRImageClassifier.from_dataset(

@@ -10,7 +10,7 @@ BASELINE_HEADS = ("gap", "gmp", "mlgcn")
 
 
 def baseline_head(features, class_names, head="gap", label_prior=None, label_embeddings=None,
-                  hidden_units=1024):
+                  hidden_units=1024, dropout=0.0):
     """A plain multi-label head on the last stage tensor.
 
     - `"gap"`: global average pooling + Dense(C) (the usual floor);
@@ -27,6 +27,8 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
         label_embeddings: `(C, e)` label embeddings for `"mlgcn"` (one-hot
             when None).
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
+        dropout: dropout rate on the pooled features (keras.applications'
+            `top_dropout`). Defaults to 0.0.
 
     Returns:
         The `(batch, C)` logits tensor, output of the layer named `"logits"`.
@@ -42,6 +44,8 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
         pooled = keras.layers.GlobalAveragePooling2D(name="gap")(last)
     else:
         pooled = keras.layers.GlobalMaxPooling2D(name="gmp")(last)
+    if dropout:
+        pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
     if head == "mlgcn":
         logits = StaticGraphClassifier(
             len(class_names), hidden_units=hidden_units, label_prior=label_prior,

@@ -35,12 +35,21 @@ def project_stage(x, units, name):
     return keras.layers.ReLU(name=name)(x)
 
 
+def channel_dropout(x, rate, name):
+    """Dropout of whole channels of a `(B, h, w, d)` map: one mask per image and channel.
+
+    On a map that is pooled next, this is what dropout after pooling is, the
+    place keras.applications puts its `top_dropout`.
+    """
+    return keras.layers.Dropout(rate, noise_shape=(None, 1, 1, x.shape[-1]), name=name)(x)
+
+
 MMDSR_HEAD_DEFAULTS = dict(
     units=None, node_units=None, num_heads=4, key_units=None, reduction=4,
     share_branches=True, num_perspectives=8, sparsity_threshold=0.0, prior_weight=0.5,
     trainable_prior_weight=False, global_weight=0.5, trainable_global_weight=False,
     label_density=0.05, cross_layer=True, dual_branch=True, graph="dynamic",
-    global_linear=False,
+    global_linear=False, dropout=0.0,
 )
 
 
@@ -84,6 +93,8 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
             reduction=args["reduction"], share_branches=args["share_branches"],
             name="dual_branch",
         )(x)
+    if args["dropout"]:
+        x = channel_dropout(x, args["dropout"], name="head_dropout")
     logits = DynamicSemanticGCN(
         num_classes=len(class_names),
         node_units=args["node_units"],
@@ -106,6 +117,8 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
         # so the head starts as plain MMDSR.
         pooled = keras.layers.GlobalAveragePooling2D(dtype="float32",
                                                      name="global_linear_pool")(features[-1])
+        if args["dropout"]:
+            pooled = keras.layers.Dropout(args["dropout"], name="global_linear_dropout")(pooled)
         linear = keras.layers.Dense(len(class_names), kernel_initializer="zeros",
                                     dtype="float32", name="global_linear")(pooled)
         logits = keras.layers.Add(dtype="float32", name="global_linear_sum")([logits, linear])

@@ -59,6 +59,9 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
         global_linear: a design variant: add a zero-initialised linear
             classifier on the deepest stage's average-pooled features to the
             logits. Defaults to False (MMDSR as designed).
+        dropout: dropout rate on whole channels of the map the graph head
+            reads (and on the global linear path's pooled features).
+            Defaults to 0.0.
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:

@@ -206,3 +206,23 @@ def test_real_mobilenet_weights_are_loaded_exactly():
             np.testing.assert_array_equal(g, e)
             checked += e.size
     assert checked == 218544  # every parameter of the file (its README)
+
+
+def test_dropout_drops_whole_channels_of_the_graph_input_in_training_only(tmp_path):
+    model = build_mmdsr(num_classes=3, dropout=0.5, global_linear=True, **SMALL)
+    plain = build_mmdsr(num_classes=3, global_linear=True, **SMALL)
+    assert model.count_params() == plain.count_params()
+    plain.set_weights(model.get_weights())
+    x = _images(2)
+    np.testing.assert_allclose(model.predict(x, verbose=0), plain.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)  # inference: no dropout
+    dropout = model.get_layer("head_dropout")
+    reader = keras.Model(model.input, [dropout.input, dropout.output])
+    before, after = (keras.ops.convert_to_numpy(t) for t in reader(x, training=True))
+    # Each (image, channel) is either dropped everywhere or kept, scaled by 1 / (1 - rate).
+    kept = np.abs(after - 2.0 * before).max(axis=(1, 2)) < 1e-4
+    dropped = np.abs(after).max(axis=(1, 2)) == 0
+    assert np.all(kept | dropped)
+    assert 0.3 < dropped.mean() < 0.7  # 2 x 16 channels at rate 0.5
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").head_args["dropout"] == 0.5

@@ -37,6 +37,24 @@ def test_gap_is_a_dense_layer_on_the_average_of_the_last_stage():
                                last.mean(axis=(1, 2)) @ kernel + bias, atol=1e-5)
 
 
+def test_dropout_on_pooled_features_trains_only_and_round_trips(tmp_path):
+    model = build_baseline("gap", num_classes=2, dropout=0.25, **SMALL)
+    x = _images(3)
+    last = keras.Model(model.inputs, model.get_layer("gap").input).predict(x, verbose=0)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("classifier").weights)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               last.mean(axis=(1, 2)) @ kernel + bias, atol=1e-5)
+    layer = model.get_layer("head_dropout")
+    reader = keras.Model(model.inputs, [layer.input, layer.output])
+    # training=True also puts the backbone's BatchNorm in training mode: read both sides.
+    pooled, dropped = (keras.ops.convert_to_numpy(t) for t in reader(x, training=True))
+    zero = dropped == 0
+    np.testing.assert_allclose(dropped[~zero], pooled[~zero] / 0.75, rtol=1e-5, atol=1e-6)
+    assert 0.1 < zero.mean() < 0.4
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").dropout == 0.25
+
+
 def test_from_dataset_gives_mlgcn_the_symmetric_prior():
     train = load_shapes("train", num_images=24, image_size=64)
     model = BaselineImageClassifier.from_dataset(train, head="mlgcn", **SMALL)
