@@ -40,6 +40,7 @@ Usage:
     python bench/quality.py --quick
     python bench/quality.py --datasets voc --heads probe gap mmdsr mmdsr@loss=asl
     python bench/quality.py --resume bench/results/quality-001
+    python bench/quality.py --resume bench/results/quality-001 --heads mmdsr@dropout=0.3
 """
 
 import argparse
@@ -416,7 +417,8 @@ def main(argv=None):
                                                               "bench/feature_cache"),
                         help="feature caches, reused across invocations")
     parser.add_argument("--out", default="bench/results", help="parent of the new folder")
-    parser.add_argument("--resume", help="an earlier benchmark folder to finish")
+    parser.add_argument("--resume", help="an earlier benchmark folder to finish (with "
+                        "--heads: extended by those heads, paired with its finished rows)")
     parser.add_argument("--report-only", action="store_true",
                         help="with --resume: rewrite summary.md from the finished runs, "
                              "train nothing")
@@ -424,11 +426,17 @@ def main(argv=None):
     if args.report_only and not args.resume:
         raise SystemExit("--report-only needs --resume FOLDER.")
     if args.resume:
-        report_only, reference = args.report_only, args.reference
+        report_only, reference, extra_heads = args.report_only, args.reference, args.heads or []
+        for spec in extra_heads:
+            parse_head(spec)
         folder = RunDirectory.resume(args.resume)
         # The reference only shapes the tables: it comes from this command line.
         args = argparse.Namespace(**{**folder.read_config(), "resume": args.resume,
                                      "report_only": report_only, "reference": reference})
+        new_heads = [h for h in extra_heads if h not in args.heads]
+        if new_heads and not report_only:
+            args.heads = list(args.heads) + new_heads
+            folder.write_config({**vars(args), "resume": None, "report_only": False})
     else:
         if args.quick:
             args.datasets = ["coco"]

@@ -84,6 +84,14 @@ def test_quality_bench_cross_validates_resumes_and_summarizes(tmp_path):
     assert "coco.cv." not in output.split("this invocation")[0]
     assert len((folder / "runs.jsonl").read_text().splitlines()) == 17
 
+    # --resume with --heads extends the grid: only the new head trains.
+    output = run_bench("quality.py", "--resume", str(folder), "--heads", "gap", "gmp")
+    trained = output.split("this invocation")[0]
+    assert "coco.cv.gmp.fold4" in trained and "coco.cv.gap." not in trained
+    assert json.loads((folder / "config.json").read_text())["heads"] == [
+        "probe", "gap", "mmdsr", "gmp"]
+    assert "| gmp | 5 |" in (folder / "summary.md").read_text()
+
 
 def test_head_specs_carry_options():
     quality = load_module("quality")
