@@ -83,7 +83,8 @@ def build_model(args, train):
     """The model named by `args`, with prior and label density from `train`."""
     common = dict(backbone=args.backbone, image_size=args.image_size,
                   weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone,
-                  dropout=getattr(args, "dropout", 0.0))
+                  dropout=getattr(args, "dropout", 0.0),
+                  linear_l2=getattr(args, "linear_l2", 0.0))
     if args.model != "mmdsr":
         return BaselineImageClassifier.from_dataset(train, head=args.model, **common)
     return MMDSRImageClassifier.from_dataset(

@@ -4,13 +4,13 @@ import keras
 
 from mmdsr_keras.layers.labelled_logits import LabelledLogits
 from mmdsr_keras.layers.static_graph_classifier import StaticGraphClassifier
-from mmdsr_keras.models.mmdsr import OUTPUT_LAYER
+from mmdsr_keras.models.mmdsr import OUTPUT_LAYER, standardized_linear
 
 BASELINE_HEADS = ("gap", "gmp", "mlgcn")
 
 
 def baseline_head(features, class_names, head="gap", label_prior=None, label_embeddings=None,
-                  hidden_units=1024, dropout=0.0):
+                  hidden_units=1024, dropout=0.0, linear_l2=0.0):
     """A plain multi-label head on the last stage tensor.
 
     - `"gap"`: global average pooling + Dense(C) (the usual floor);
@@ -29,6 +29,9 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
         dropout: dropout rate on the pooled features (keras.applications'
             `top_dropout`). Defaults to 0.0.
+        linear_l2: `"gap"`/`"gmp"`: L2 coefficient of the classifier's kernel,
+            on standardised pooled features (`standardized_linear`); 0
+            disables both. Defaults to 0.0.
 
     Returns:
         The `(batch, C)` logits tensor, output of the layer named `"logits"`.
@@ -52,5 +55,5 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
             label_embeddings=label_embeddings, name="static_graph",
         )(pooled)
     else:
-        logits = keras.layers.Dense(len(class_names), name="classifier")(pooled)
+        logits = standardized_linear(pooled, len(class_names), linear_l2, name="classifier")
     return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)

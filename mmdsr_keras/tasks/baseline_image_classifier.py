@@ -32,6 +32,9 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
         label_embedding_dim: e when the embeddings come with saved weights.
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
         dropout: dropout rate on the pooled features. Defaults to 0.0.
+        linear_l2: `"gap"`/`"gmp"`: L2 coefficient of the classifier's
+            kernel, on standardised pooled features (`standardized_linear`;
+            the frozen-backbone phase sets the statistics). Defaults to 0.0.
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:
@@ -46,7 +49,8 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
 
     def __init__(self, backbone, class_names, head="gap", stages=None, image_size=None,
                  preprocessing="none", label_prior=None, label_embeddings=None,
-                 label_embedding_dim=None, hidden_units=1024, dropout=0.0, **kwargs):
+                 label_embedding_dim=None, hidden_units=1024, dropout=0.0, linear_l2=0.0,
+                 **kwargs):
         if head not in BASELINE_HEADS:
             raise ValueError(f"head={head!r}; expected one of {BASELINE_HEADS}.")
         class_names = resolve_class_names(None, class_names)
@@ -57,13 +61,14 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
             label_embeddings = keras.ops.zeros((len(class_names), int(label_embedding_dim)))
         outputs = baseline_head(features, class_names, head=head, label_prior=label_prior,
                                 label_embeddings=label_embeddings, hidden_units=hidden_units,
-                                dropout=dropout)
+                                dropout=dropout, linear_l2=linear_l2)
         super().__init__(inputs, outputs, **kwargs)
         # === Config ===
         self._class_names = class_names
         self.head_type = head
         self.hidden_units = hidden_units
         self.dropout = dropout
+        self.linear_l2 = linear_l2
         self.label_embedding_dim = (None if label_embeddings is None
                                       else int(keras.ops.shape(label_embeddings)[-1]))
 
@@ -74,6 +79,7 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
     def get_config(self):
         return self._task_config({
             "head": self.head_type, "hidden_units": self.hidden_units, "dropout": self.dropout,
+            "linear_l2": self.linear_l2,
             "label_embedding_dim": self.label_embedding_dim,
         })
 
@@ -101,7 +107,7 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
 def build_baseline(head="gap", num_classes=None, class_names=None, backbone="resnet101",
                    image_size=448, weights="imagenet", freeze_backbone=False, stages=None,
                    label_prior=None, label_embeddings=None, hidden_units=1024,
-                   dropout=0.0, preprocessing=None, name=None):
+                   dropout=0.0, linear_l2=0.0, preprocessing=None, name=None):
     """Builds a `BaselineImageClassifier` on a registered or given backbone.
 
     Takes raw RGB pixels in [0, 255] like `build_mmdsr`.
@@ -115,6 +121,8 @@ def build_baseline(head="gap", num_classes=None, class_names=None, backbone="res
         label_embeddings: `(C, e)` label embeddings for `"mlgcn"`.
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
         dropout: dropout rate on the pooled features. Defaults to 0.0.
+        linear_l2: L2 coefficient of the `"gap"`/`"gmp"` classifier on
+            standardised pooled features. Defaults to 0.0.
         name: model name. Defaults to `"baseline_<head>"`.
 
     Example:
@@ -134,4 +142,5 @@ def build_baseline(head="gap", num_classes=None, class_names=None, backbone="res
         network, class_names, head=head, stages=stages, image_size=image_size,
         preprocessing=mode, label_prior=label_prior if head == "mlgcn" else None,
         label_embeddings=label_embeddings, hidden_units=hidden_units, dropout=dropout,
+        linear_l2=linear_l2,
         name=name or f"baseline_{head}")

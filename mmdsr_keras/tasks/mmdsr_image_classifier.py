@@ -62,6 +62,10 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
         dropout: dropout rate on whole channels of the map the graph head
             reads (and on the global linear path's pooled features).
             Defaults to 0.0.
+        linear_l2: with `global_linear`, the L2 coefficient of the global
+            linear path's kernel, on standardised pooled features
+            (`standardized_linear`; the frozen-backbone phase sets the
+            statistics). Defaults to 0.0.
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:

@@ -11,6 +11,7 @@ The losses, optimizers and schedule are registered Keras serializables.
 from mmdsr_keras.training.asymmetric_loss import AsymmetricLoss
 from mmdsr_keras.training.deep_supervision_loss import DeepSupervisionLoss
 from mmdsr_keras.training.device_distribution import DISTRIBUTIONS, distribution_scope
+from mmdsr_keras.training.feature_standardization import fit_feature_standardization
 from mmdsr_keras.training.frozen_backbone_phase import (
     FROZEN_OPTIMIZERS,
     fit_frozen_phase,
@@ -64,6 +65,7 @@ __all__ = [
     "JaxProcessGroup",
     "TensorFlowWorkerGroup",
     "fit",
+    "fit_feature_standardization",
     "fit_frozen_phase",
     "freeze_backbone_batchnorm",
     "frozen_phase_epochs",

@@ -6,6 +6,7 @@ import numpy as np
 from mmdsr_keras.models.head_model import build_head_model, stage_tensors
 from mmdsr_keras.models.mmdsr import build_deep_supervision_model
 from mmdsr_keras.training.deep_supervision_loss import DeepSupervisionLoss
+from mmdsr_keras.training.feature_standardization import fit_feature_standardization
 from mmdsr_keras.training.multi_label_trainer import make_loss
 from mmdsr_keras.training.non_finite_loss_guard import NonFiniteLossGuard
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD
@@ -83,6 +84,8 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
         verbose: Keras verbosity. Defaults to 0.
         first_epoch: the epoch to start at (to resume). Defaults to 0.
 
+    Heads with a standardised linear path (`linear_l2 > 0`) first get their
+    feature statistics from the training rows (`fit_feature_standardization`).
     With `config.deep_supervision` (MMDSR) the head trains on the loss of the
     fused logits plus that of s_m and s_r (`DeepSupervisionLoss`).
 
@@ -100,6 +103,8 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
         loss = DeepSupervisionLoss(loss, config.deep_supervision)
     else:
         head = build_head_model(model)
+    # The same statistics on a resume: they are a function of the cache rows.
+    fit_feature_standardization(model, cache, rows=rows)
     batches = CachedFeatureBatches(cache, rows=rows, batch_size=config.batch_size,
                                    seed=config.seed, first_epoch=first_epoch)
     head.compile(optimizer=make_frozen_phase_optimizer(config, len(batches)),
