@@ -223,3 +223,29 @@ def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path, 
                  "--deep-supervision", "0.5"]) == 1
     assert "--model mmdsr only" in _one_error_line(capsys)
     assert not tmp_path.exists() or _run_folders(tmp_path) == []
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "mlgcn", "--linear-l2", "0.005"], "--linear-l2 applies"),
+    (["--model", "mmdsr", "--linear-l2", "0.005"], "without --global-linear"),
+    (["--model", "gap", "--linear-first"], "--linear-first fits"),
+])
+def test_linear_path_options_are_refused_where_there_is_no_linear_path(tmp_path, capsys, flags,
+                                                                        message):
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, *flags]) == 1
+    assert message in _one_error_line(capsys)
+    assert not tmp_path.exists() or _run_folders(tmp_path) == []
+
+
+def test_linear_l2_and_linear_first_reach_the_model_and_config(tmp_path):
+    import keras
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--global-linear",
+                 "--linear-l2", "0.005", "--linear-first"]) == 0
+    (run,) = _run_folders(tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    assert config["training"]["linear_first"] is True
+    assert config["arguments"]["linear_l2"] == 0.005
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.head_args["linear_l2"] == 0.005
+    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (256,)

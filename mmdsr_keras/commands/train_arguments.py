@@ -114,6 +114,9 @@ def add_training_arguments(parser):
     g.add_argument("--ema", action="store_true", help="keep and end with an EMA of the weights")
     g.add_argument("--deep-supervision", type=float, default=0.0, metavar="W",
                    help="MMDSR, phase 1: add W x the losses of s_m and s_r (0: off)")
+    g.add_argument("--linear-first", action="store_true",
+                   help="MMDSR with --global-linear, phase 1: fit the linear path alone "
+                        "first, then the rest of the head on top of it")
     g.add_argument("--clip-norm", type=float, default=10.0)
     g.add_argument("--schedule", choices=SCHEDULES)
     g.add_argument("--step-epochs", type=int, nargs="*", default=[])

@@ -68,6 +68,16 @@ def fill_defaults(args):
     if getattr(args, "deep_supervision", 0.0) and args.model != "mmdsr":
         raise ValueError("--deep-supervision applies to --model mmdsr only (s_m and s_r are "
                          f"MMDSR's two branches), not --model {args.model}.")
+    linear_path = args.model in ("gap", "gmp") or (
+        args.model == "mmdsr" and getattr(args, "global_linear", False))
+    if getattr(args, "linear_l2", 0.0) and not linear_path:
+        raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
+                         f"or of --model mmdsr --global-linear; not to --model {args.model}"
+                         + ("" if args.model != "mmdsr" else " without --global-linear") + ".")
+    if getattr(args, "linear_first", False) and not (
+            args.model == "mmdsr" and getattr(args, "global_linear", False)):
+        raise ValueError("--linear-first fits MMDSR's global linear path first: it needs "
+                         "--model mmdsr --global-linear.")
     if args.recipe is None:
         args.recipe = default_recipe(args.weights)
     if args.backbone_lr_multiplier is None and backbone_weights(args.weights) is None:
@@ -112,6 +122,7 @@ def training_config(args):
         frozen_weight_decay=args.frozen_weight_decay, cache_views=args.cache_views,
         train_backbone_batchnorm=bool(args.train_backbone_batchnorm), ema=bool(args.ema),
         deep_supervision=float(getattr(args, "deep_supervision", 0.0) or 0.0),
+        linear_first=bool(getattr(args, "linear_first", False)),
     )
 
 
@@ -125,7 +136,8 @@ def describe_recipe(args, config):
                      f"{config.frozen_optimizer} lr {config.frozen_learning_rate:g} cosine, "
                      f"weight decay {config.frozen_weight_decay:g}"
                      + (f", deep supervision w={config.deep_supervision:g}"
-                        if config.deep_supervision else ""))
+                        if config.deep_supervision else "")
+                     + (", the global linear path fitted first" if config.linear_first else ""))
     if config.epochs:
         lines.append(f"  phase 2, fine-tuning: {config.epochs} epochs, {config.optimizer} "
                      f"lr {config.learning_rate:g} {config.schedule} (backbone "

@@ -12,6 +12,7 @@ from mmdsr_keras.layers.labelled_logits import LabelledLogits
 
 HEAD_LAYER = "semantic_graph"
 OUTPUT_LAYER = "logits"
+GLOBAL_LINEAR_LAYER = "global_linear"
 
 
 def resolve_class_names(num_classes, class_names):
@@ -156,7 +157,7 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
         if args["dropout"]:
             pooled = keras.layers.Dropout(args["dropout"], name="global_linear_dropout")(pooled)
         linear = standardized_linear(pooled, len(class_names), args["linear_l2"],
-                                     name="global_linear", kernel_initializer="zeros",
+                                     name=GLOBAL_LINEAR_LAYER, kernel_initializer="zeros",
                                      dtype="float32")
         logits = keras.layers.Add(dtype="float32", name="global_linear_sum")([logits, linear])
     return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from mmdsr_keras.models.head_model import build_head_model, stage_tensors
-from mmdsr_keras.models.mmdsr import build_deep_supervision_model
+from mmdsr_keras.models.mmdsr import GLOBAL_LINEAR_LAYER, build_deep_supervision_model
 from mmdsr_keras.training.deep_supervision_loss import DeepSupervisionLoss
 from mmdsr_keras.training.feature_standardization import fit_feature_standardization
 from mmdsr_keras.training.multi_label_trainer import make_loss
@@ -86,6 +86,9 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
 
     Heads with a standardised linear path (`linear_l2 > 0`) first get their
     feature statistics from the training rows (`fit_feature_standardization`).
+    With `config.linear_first` and MMDSR's global linear path, that path is
+    fitted alone first (`config.frozen_epochs` epochs, as a linear probe),
+    then kept fixed while the rest of the head trains on top of it.
     With `config.deep_supervision` (MMDSR) the head trains on the loss of the
     fused logits plus that of s_m and s_r (`DeepSupervisionLoss`).
 
@@ -105,6 +108,12 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
         head = build_head_model(model)
     # The same statistics on a resume: they are a function of the cache rows.
     fit_feature_standardization(model, cache, rows=rows)
+    linear = _linear_path(model) if config.linear_first else None
+    if linear is not None and first_epoch == 0:
+        # A resumed run restores the fitted path with the rest of the head.
+        _fit_linear_path(model, linear, cache, config, rows, verbose)
+    if linear is not None:
+        linear.trainable = False
     batches = CachedFeatureBatches(cache, rows=rows, batch_size=config.batch_size,
                                    seed=config.seed, first_epoch=first_epoch)
     head.compile(optimizer=make_frozen_phase_optimizer(config, len(batches)),
@@ -115,7 +124,27 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
              verbose=verbose)
     if config.ema:
         head.optimizer.finalize_variable_values(head.trainable_variables)
+    if linear is not None:
+        linear.trainable = True
     return head
+
+
+def _linear_path(model):
+    try:
+        return model.get_layer(GLOBAL_LINEAR_LAYER)
+    except ValueError:
+        return None
+
+
+def _fit_linear_path(model, linear, cache, config, rows, verbose):
+    """`linear_first`: the global linear path alone, as a probe, on the same batches."""
+    path = keras.Model(stage_tensors(model), linear.output, name=f"{model.name}_linear_path")
+    batches = CachedFeatureBatches(cache, rows=rows, batch_size=config.batch_size,
+                                   seed=config.seed + 1)
+    path.compile(optimizer=make_frozen_phase_optimizer(config, len(batches)),
+                 loss=make_loss(config.loss), jit_compile=config.jit_compile)
+    path.fit(batches, epochs=config.frozen_epochs, verbose=verbose, callbacks=[
+        NonFiniteLossGuard("frozen phase, linear path", "lower frozen_learning_rate")])
 
 
 def predict_cached(model, cache, rows=None, views=(PLAIN_VIEW,), batch_size=64):

@@ -58,6 +58,9 @@ class TrainingConfig:
         deep_supervision: MMDSR only, frozen phase: weight w of the extra
             losses on s_m and s_r (`DeepSupervisionLoss`); 0 turns it off.
             Defaults to 0.
+        linear_first: MMDSR with `global_linear`, frozen phase: fit the global
+            linear path alone first, then train the rest of the head with it
+            fixed (`fit_frozen_phase`). Defaults to False.
     """
 
     epochs: int = 20
@@ -83,6 +86,7 @@ class TrainingConfig:
     train_backbone_batchnorm: bool = False
     ema: bool = False
     deep_supervision: float = 0.0
+    linear_first: bool = False
 
     def __post_init__(self):
         if self.loss not in LOSSES:

@@ -11,7 +11,7 @@ from mmdsr_keras.training.feature_standardization import (
     fit_feature_standardization,
     standardization_layers,
 )
-from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase
+from mmdsr_keras.training.frozen_backbone_phase import _fit_linear_path, fit_frozen_phase
 from mmdsr_keras.training.multi_label_trainer import TrainingConfig
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
 from tests.shared_data import shared_path
@@ -121,3 +121,24 @@ def test_statistics_and_predictions_survive_a_keras_file(tmp_path):
     np.testing.assert_allclose(np.asarray(layer.adapt_mean),
                                np.asarray(standardization_layers(model)[0].adapt_mean))
     assert loaded.head_args["linear_l2"] == L2
+
+
+def test_linear_first_fits_the_path_alone_then_keeps_it_fixed(tmp_path):
+    data = _data()
+    cache = StageFeatureCache.compute(_mmdsr(), data, SIZE, tmp_path / "c", views=2, batch_size=4)
+    config = TrainingConfig(frozen_epochs=3, batch_size=4, frozen_learning_rate=1e-2,
+                            linear_first=True)
+    alone = _mmdsr()
+    fit_feature_standardization(alone, cache)
+    _fit_linear_path(alone, alone.get_layer("global_linear"), cache, config, None, 0)
+    expected = np.asarray(alone.get_layer("global_linear").kernel)
+    assert np.abs(expected).max() > 0  # it starts at zero and learned
+
+    model = _mmdsr()
+    graph_before = np.asarray(model.get_layer("semantic_graph").trainable_weights[0])
+    fit_frozen_phase(model, cache, config)
+    np.testing.assert_allclose(np.asarray(model.get_layer("global_linear").kernel), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(model.get_layer("semantic_graph").trainable_weights[0]),
+                           graph_before)
+    assert model.get_layer("global_linear").trainable
