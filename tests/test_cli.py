@@ -249,3 +249,12 @@ def test_linear_l2_and_linear_first_reach_the_model_and_config(tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     assert model.head_args["linear_l2"] == 0.005
     assert model.get_layer("global_linear_standardization").adapt_mean.shape == (256,)
+
+
+def test_transfer_recipe_fits_the_gap_classifier_as_a_probe(tmp_path, capsys):
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--model", "gap",
+                 "--epochs", "0"]) == 0
+    assert "standardised features with L2 0.005" in capsys.readouterr().out
+    (run,) = _run_folders(tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    assert config["arguments"]["linear_l2"] == 0.005

@@ -68,10 +68,11 @@ def add_model_arguments(parser):
     g.add_argument("--dropout", type=float, default=0.0,
                    help="dropout rate of the head's features: after pooling (gap, gmp, "
                         "mlgcn), on whole channels of the graph's input map (mmdsr)")
-    g.add_argument("--linear-l2", type=float, default=0.0,
+    g.add_argument("--linear-l2", type=float, default=None,
                    help="L2 coefficient of the linear classifier (gap, gmp; mmdsr's "
                         "--global-linear path) on standardised pooled features, as a "
-                        "linear probe is fitted; 0 turns both off")
+                        "linear probe is fitted; 0 turns both off (default: the recipe's, "
+                        "transfer: 0.005 for gap and gmp, else 0)")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

