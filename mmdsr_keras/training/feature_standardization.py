@@ -45,8 +45,8 @@ def fit_feature_standardization(model, cache, rows=None, view=PLAIN_VIEW, batch_
     >>> import tempfile, numpy as np, mmdsr_keras
     >>> from mmdsr_keras.data import MultiLabelDataset
     >>> from mmdsr_keras.training import StageFeatureCache
-    >>> data = MultiLabelDataset(["a", "b"], [[1.0, 0.0], [0.0, 1.0]],
-    ...                          images=np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3)))
+    >>> images = np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3), np.uint8)
+    >>> data = MultiLabelDataset(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], images=images)
     >>> model = mmdsr_keras.build_baseline("gap", num_classes=2, backbone="mobilenet_0.25",
     ...                                    image_size=32, weights=None, linear_l2=5e-3)
     >>> cache = StageFeatureCache.compute(model, data, 32, tempfile.mkdtemp(), views=1)
