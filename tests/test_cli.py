@@ -229,6 +229,7 @@ def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path, 
     (["--model", "mlgcn", "--linear-l2", "0.005"], "--linear-l2 applies"),
     (["--model", "mmdsr", "--linear-l2", "0.005"], "without --global-linear"),
     (["--model", "gap", "--linear-first"], "--linear-first fits"),
+    (["--model", "gap", "--linear-l2", "0.005", "--frozen-epochs", "0"], "needs the frozen phase"),
 ])
 def test_linear_path_options_are_refused_where_there_is_no_linear_path(tmp_path, capsys, flags,
                                                                         message):
@@ -258,3 +259,10 @@ def test_transfer_recipe_fits_the_gap_classifier_as_a_probe(tmp_path, capsys):
     (run,) = _run_folders(tmp_path)
     config = json.loads((run / "config.json").read_text())
     assert config["arguments"]["linear_l2"] == 0.005
+
+
+def test_without_a_frozen_phase_the_gap_classifier_is_plain(tmp_path):
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--model", "gap",
+                 "--frozen-epochs", "0"]) == 0
+    (run,) = _run_folders(tmp_path)
+    assert json.loads((run / "config.json").read_text())["arguments"]["linear_l2"] == 0.0

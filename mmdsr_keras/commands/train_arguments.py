@@ -72,7 +72,7 @@ def add_model_arguments(parser):
                    help="L2 coefficient of the linear classifier (gap, gmp; mmdsr's "
                         "--global-linear path) on standardised pooled features, as a "
                         "linear probe is fitted; 0 turns both off (default: the recipe's, "
-                        "transfer: 0.005 for gap and gmp, else 0)")
+                        "transfer with a frozen phase: 0.005 for gap and gmp, else 0)")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

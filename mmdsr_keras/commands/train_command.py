@@ -87,8 +87,13 @@ def fill_defaults(args):
     for key, field in RECIPE_ARGUMENTS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, recipe_defaults(args.recipe, args.model)[field])
+    # The standardisation's statistics come from the frozen phase's cache.
+    frozen_phase = str(args.frozen_epochs) != "0"
     if getattr(args, "linear_l2", None) is None:
-        args.linear_l2 = recipe_linear_l2(args.recipe, args.model)
+        args.linear_l2 = recipe_linear_l2(args.recipe, args.model) if frozen_phase else 0.0
+    elif args.linear_l2 and not frozen_phase:
+        raise ValueError("--linear-l2 needs the frozen phase (--frozen-epochs > 0 or auto): it "
+                         "sets the statistics of the classifier's feature standardisation.")
     return args
 
 
