@@ -118,14 +118,18 @@ def fit_frozen_phase(model, cache, config, rows=None, callbacks=(), verbose=0, f
                                    seed=config.seed, first_epoch=first_epoch)
     head.compile(optimizer=make_frozen_phase_optimizer(config, len(batches)),
                  loss=loss, jit_compile=config.jit_compile)
-    head.fit(batches, epochs=config.frozen_epochs, initial_epoch=first_epoch,
-             callbacks=[NonFiniteLossGuard(
-                 "frozen phase", "lower the head's rate (frozen_learning_rate)")] + list(callbacks),
-             verbose=verbose)
-    if config.ema:
-        head.optimizer.finalize_variable_values(head.trainable_variables)
-    if linear is not None:
-        linear.trainable = True
+    try:
+        head.fit(batches, epochs=config.frozen_epochs, initial_epoch=first_epoch,
+                 callbacks=[NonFiniteLossGuard(
+                     "frozen phase", "lower the head's rate (frozen_learning_rate)")]
+                 + list(callbacks), verbose=verbose)
+        if config.ema:
+            # Over the variables this optimizer trained (the fixed path is not one).
+            head.optimizer.finalize_variable_values(head.trainable_variables)
+    finally:
+        # Also after a diverged or interrupted phase: the path trains again later.
+        if linear is not None:
+            linear.trainable = True
     return head
 
 
@@ -137,7 +141,7 @@ def _linear_path(model):
 
 
 def _fit_linear_path(model, linear, cache, config, rows, verbose):
-    """`linear_first`: the global linear path alone, as a probe, on the same batches."""
+    """`linear_first`: the global linear path alone, as a probe, on the cached views."""
     path = keras.Model(stage_tensors(model), linear.output, name=f"{model.name}_linear_path")
     batches = CachedFeatureBatches(cache, rows=rows, batch_size=config.batch_size,
                                    seed=config.seed + 1)
