@@ -229,6 +229,7 @@ def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path, 
     (["--model", "mlgcn", "--linear-l2", "0.005"], "--linear-l2 applies"),
     (["--model", "mmdsr", "--linear-l2", "0.005"], "without --global-linear"),
     (["--model", "gap", "--linear-first"], "--linear-first fits"),
+    (["--model", "gap", "--head-l2", "0.005"], "--head-l2 penalises"),
     (["--model", "gap", "--linear-l2", "0.005", "--frozen-epochs", "0"], "needs the frozen phase"),
 ])
 def test_linear_path_options_are_refused_where_there_is_no_linear_path(tmp_path, capsys, flags,
@@ -250,6 +251,18 @@ def test_linear_l2_and_linear_first_reach_the_model_and_config(tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     assert model.head_args["linear_l2"] == 0.005
     assert model.get_layer("global_linear_standardization").adapt_mean.shape == (256,)
+
+
+def test_head_l2_reaches_the_model_and_config(tmp_path, capsys):
+    import keras
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--head-l2", "0.002"]) == 0
+    assert "L2 0.002 on the head's kernels" in capsys.readouterr().out
+    (run,) = _run_folders(tmp_path)
+    assert json.loads((run / "config.json").read_text())["arguments"]["head_l2"] == 0.002
+    model = keras.saving.load_model(run / "model.keras")
+    graph = model.get_layer("semantic_graph")
+    assert model.head_args["head_l2"] == 0.002 and graph.graph_kernel.regularizer is not None
 
 
 def test_transfer_recipe_fits_the_gap_classifier_as_a_probe(tmp_path, capsys):

@@ -73,6 +73,9 @@ def add_model_arguments(parser):
                         "--global-linear path) on standardised pooled features, as a "
                         "linear probe is fitted; 0 turns both off (default: the recipe's, "
                         "transfer with a frozen phase: 0.005 for gap and gmp, else 0)")
+    g.add_argument("--head-l2", type=float, default=0.0,
+                   help="mmdsr: L2 coefficient on the kernels of the cross-layer "
+                        "attention, dual-branch and graph layers (0: none)")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

@@ -75,6 +75,9 @@ def fill_defaults(args):
         raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
                          f"or of --model mmdsr --global-linear; not to --model {args.model}"
                          + ("" if args.model != "mmdsr" else " without --global-linear") + ".")
+    if getattr(args, "head_l2", 0.0) and args.model != "mmdsr":
+        raise ValueError("--head-l2 penalises the kernels of MMDSR's head layers: it applies "
+                         f"to --model mmdsr only, not --model {args.model} (see --linear-l2).")
     if getattr(args, "linear_first", False) and not (
             args.model == "mmdsr" and getattr(args, "global_linear", False)):
         raise ValueError("--linear-first fits MMDSR's global linear path first: it needs "
@@ -112,6 +115,7 @@ def build_model(args, train):
         trainable_prior_weight=getattr(args, "trainable_prior_weight", False),
         trainable_global_weight=getattr(args, "trainable_global_weight", False),
         global_linear=getattr(args, "global_linear", False),
+        head_l2=getattr(args, "head_l2", 0.0) or 0.0,
         cross_layer=not args.no_cross_layer, dual_branch=not args.no_dual_branch,
         graph=args.graph, **common,
     )
@@ -147,7 +151,9 @@ def describe_recipe(args, config):
                         if config.deep_supervision else "")
                      + (", the global linear path fitted first" if config.linear_first else "")
                      + (f", linear classifier on standardised features with L2 "
-                        f"{args.linear_l2:g}" if getattr(args, "linear_l2", 0.0) else ""))
+                        f"{args.linear_l2:g}" if getattr(args, "linear_l2", 0.0) else "")
+                     + (f", L2 {args.head_l2:g} on the head's kernels"
+                        if getattr(args, "head_l2", 0.0) else ""))
     if config.epochs:
         lines.append(f"  phase 2, fine-tuning: {config.epochs} epochs, {config.optimizer} "
                      f"lr {config.learning_rate:g} {config.schedule} (backbone "
@@ -274,7 +280,7 @@ def run_train(args):
         # A run saved before an option existed ran without it.
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, "linear_l2": 0.0,
-                                     "linear_first": False, **saved})
+                                     "linear_first": False, "head_l2": 0.0, **saved})
         args = fill_defaults(args)
         print(f"Resuming {run}")
     else:

@@ -30,10 +30,14 @@ def resolve_class_names(num_classes, class_names):
 
 
 def project_stage(x, units, name):
-    """Conv1x1 + BN + ReLU to the working width (the single-stage ablation)."""
-    x = keras.layers.Conv2D(units, 1, use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_norm")(x)
-    return keras.layers.ReLU(name=name)(x)
+    """Conv1x1 + BN + ReLU to the working width (the single-stage ablation).
+
+    Returns:
+        `(output, conv)`: the projected map and the Conv2D layer.
+    """
+    conv = keras.layers.Conv2D(units, 1, use_bias=False, name=f"{name}_conv")
+    x = keras.layers.BatchNormalization(name=f"{name}_norm")(conv(x))
+    return keras.layers.ReLU(name=name)(x), conv
 
 
 def standardized_linear(pooled, num_classes, l2, name, kernel_initializer="glorot_uniform",
@@ -86,8 +90,45 @@ MMDSR_HEAD_DEFAULTS = dict(
     share_branches=True, num_perspectives=8, sparsity_threshold=0.0, prior_weight=0.5,
     trainable_prior_weight=False, global_weight=0.5, trainable_global_weight=False,
     label_density=0.05, cross_layer=True, dual_branch=True, graph="dynamic",
-    global_linear=False, dropout=0.0, linear_l2=0.0,
+    global_linear=False, dropout=0.0, linear_l2=0.0, head_l2=0.0,
 )
+
+# The K perspective vectors only set directions of a cosine, which a penalty
+# on their norm would not regularise.
+UNPENALISED_WEIGHTS = ("perspectives",)
+
+
+def penalize_head_kernels(layers, l2):
+    """Adds `l2 * sum(W^2)` to the training loss for every kernel W of `layers`.
+
+    Every trainable weight with two or more axes (dense and 1x1-conv kernels,
+    the level embeddings, the graph's kernels) is penalised; biases,
+    BatchNorm parameters, scalars and the perspective vectors are not. The
+    penalty is set on the variables, so it reaches `model.losses` of every
+    model that holds the layers (the head-only model of the frozen phase too).
+
+    Args:
+        layers: built Keras layers.
+        l2: the coefficient (> 0).
+
+    Returns:
+        The list of penalised variables.
+
+    Example:
+    >>> layer = keras.layers.Dense(2)
+    >>> layer.build((None, 3))
+    >>> [v.name for v in penalize_head_kernels([layer], 1e-3)]
+    ['kernel']
+    """
+    penalised = []
+    for layer in layers:
+        for variable in layer.trainable_weights:
+            if len(variable.shape) < 2 or variable.name in UNPENALISED_WEIGHTS:
+                continue
+            variable.regularizer = keras.regularizers.L2(l2)
+            penalised.append(variable)
+    return penalised
+
 
 
 def mmdsr_head(features, class_names, default_units=512, label_prior=None,
@@ -118,21 +159,25 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
     if args["graph"] not in GRAPH_MODES:
         raise ValueError(f"graph={args['graph']!r}; expected one of {GRAPH_MODES}.")
     units = args["units"] or default_units
+    head_layers = []
     if args["cross_layer"] and len(features) > 1:
-        x = CrossLayerAttention(
+        head_layers.append(CrossLayerAttention(
             units, num_heads=args["num_heads"], key_units=args["key_units"],
             grid_index=len(features) // 2, name="cross_layer_attention",
-        )(features)
+        ))
+        x = head_layers[-1](features)
     else:
-        x = project_stage(features[-1], units, name="last_stage_projection")
+        x, conv = project_stage(features[-1], units, name="last_stage_projection")
+        head_layers.append(conv)
     if args["dual_branch"]:
-        x = ChannelDualBranchCrossAttention(
+        head_layers.append(ChannelDualBranchCrossAttention(
             reduction=args["reduction"], share_branches=args["share_branches"],
             name="dual_branch",
-        )(x)
+        ))
+        x = head_layers[-1](x)
     if args["dropout"]:
         x = channel_dropout(x, args["dropout"], name="head_dropout")
-    logits = DynamicSemanticGCN(
+    head_layers.append(DynamicSemanticGCN(
         num_classes=len(class_names),
         node_units=args["node_units"],
         num_perspectives=args["num_perspectives"],
@@ -146,7 +191,10 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
         label_embeddings=label_embeddings,
         label_density=args["label_density"],
         name=HEAD_LAYER,
-    )(x)
+    ))
+    logits = head_layers[-1](x)
+    if args["head_l2"]:
+        penalize_head_kernels(head_layers, args["head_l2"])
     if args["global_linear"]:
         # A design variant, not MMDSR: a linear classifier on the deepest
         # stage's average-pooled features beside the graph logits, the path

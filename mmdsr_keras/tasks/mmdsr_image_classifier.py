@@ -66,6 +66,10 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
             linear path's kernel, on standardised pooled features
             (`standardized_linear`; the frozen-backbone phase sets the
             statistics). Defaults to 0.0.
+        head_l2: L2 coefficient mu on the kernels of the head's cross-layer
+            attention, dual-branch and graph layers: the loss gains
+            mu * sum(W^2) over every kernel W (`penalize_head_kernels`; not
+            the biases, norms or perspectives). Defaults to 0.0.
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:

@@ -85,6 +85,58 @@ def test_global_linear_variant_adds_a_linear_classifier_on_pooled_features(tmp_p
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
 
 
+def _kernel_names(model):
+    return sorted(v.path for v in model.trainable_weights if v.regularizer is not None)
+
+
+@pytest.mark.parametrize("switches, layers", [
+    ({}, {"cross_layer_attention", "dual_branch", "semantic_graph"}),
+    ({"cross_layer": False, "dual_branch": False}, {"last_stage_projection_conv",
+                                                     "semantic_graph"}),
+])
+def test_head_l2_penalises_the_head_kernels_against_numpy(tmp_path, switches, layers):
+    mu = 3e-3
+    model = build_mmdsr(num_classes=3, head_l2=mu, global_linear=True,
+                        label_embeddings=np.ones((3, 4)), **{**SMALL, **switches})
+    penalised = [v for v in model.trainable_weights if v.regularizer is not None]
+    assert {v.path.split("/")[0] for v in penalised} == layers
+    # Every kernel of the head, nothing else: biases, norms, scalars, the
+    # perspectives, the backbone and the global linear path stay free.
+    for layer_name in layers:
+        for v in model.get_layer(layer_name).trainable_weights:
+            expected = len(v.shape) >= 2 and v.name != "perspectives"
+            assert (v.regularizer is not None) == expected, v.path
+    assert not any(v.regularizer is not None for v in model.get_layer("backbone").weights)
+    graph = model.get_layer("semantic_graph")
+    assert graph.perspectives.regularizer is None and graph.embedding_kernel.regularizer
+    model(_images(2))
+    expected = mu * sum(float(np.sum(np.square(np.asarray(v)))) for v in penalised)
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    assert float(sum(build_mmdsr(num_classes=3, **SMALL).losses)) == 0.0
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.head_args["head_l2"] == mu and _kernel_names(loaded) == _kernel_names(model)
+    loaded(_images(2))
+    assert float(sum(loaded.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_head_l2_adds_its_gradient_to_each_kernel_in_fit():
+    mu, lr = 0.05, 1.0
+    x, y = _images(2), _labels(2, 3)
+    models = [build_mmdsr(num_classes=3, head_l2=l2, **SMALL) for l2 in (0.0, mu)]
+    models[1].set_weights(models[0].get_weights())
+    before = [np.asarray(v) for v in models[1].trainable_weights]
+    for model in models:
+        model.compile(optimizer=keras.optimizers.SGD(lr),
+                      loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        model.train_on_batch(x, y)
+    # One SGD step: W' = W - lr (dBCE/dW + 2 mu W) on penalised kernels only.
+    for v, free, w in zip(models[1].trainable_weights, models[0].trainable_weights, before):
+        extra = lr * 2 * mu * w if v.regularizer is not None else 0.0
+        np.testing.assert_allclose(np.asarray(v), np.asarray(free) - extra, rtol=1e-4,
+                                   atol=1e-5, err_msg=v.path)
+
+
 def test_save_and_load_give_identical_outputs(tmp_path):
     prior = mmdsr_keras.ml_gcn_label_prior(_labels(30, 3))
     model = build_mmdsr(num_classes=3, label_prior=prior, label_embeddings=np.ones((3, 4)),
