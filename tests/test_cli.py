@@ -227,7 +227,8 @@ def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path, 
 
 @pytest.mark.parametrize("flags, message", [
     (["--model", "mlgcn", "--linear-l2", "0.005"], "--linear-l2 applies"),
-    (["--model", "mmdsr", "--linear-l2", "0.005"], "without --global-linear"),
+    (["--model", "mmdsr", "--no-global-linear", "--linear-l2", "0.005"], "--no-global-linear"),
+    (["--model", "gap", "--global-linear"], "--global-linear adds"),
     (["--model", "gap", "--linear-first"], "--linear-first fits"),
     (["--model", "gap", "--head-l2", "0.005"], "--head-l2 penalises"),
     (["--model", "gap", "--linear-l2", "0.005", "--frozen-epochs", "0"], "needs the frozen phase"),
@@ -263,6 +264,39 @@ def test_head_l2_reaches_the_model_and_config(tmp_path, capsys):
     model = keras.saving.load_model(run / "model.keras")
     graph = model.get_layer("semantic_graph")
     assert model.head_args["head_l2"] == 0.002 and graph.graph_kernel.regularizer is not None
+
+
+def test_transfer_recipe_gives_mmdsr_the_linear_path_and_head_penalty(tmp_path, capsys):
+    import keras
+
+    from mmdsr_keras.training.training_recipe import TRANSFER_MMDSR_HEAD
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--epochs", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "a global linear path beside the graph" in out
+    assert "L2 0.005 on the head's kernels" in out
+    (run,) = _run_folders(tmp_path)
+    arguments = json.loads((run / "config.json").read_text())["arguments"]
+    assert {k: arguments[k] for k in TRANSFER_MMDSR_HEAD} == TRANSFER_MMDSR_HEAD == {
+        "global_linear": True, "linear_l2": 0.005, "head_l2": 0.005}
+    model = keras.saving.load_model(run / "model.keras")
+    assert {k: model.head_args[k] for k in TRANSFER_MMDSR_HEAD} == TRANSFER_MMDSR_HEAD
+    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (256,)
+
+
+@pytest.mark.parametrize("flags", [["--no-global-linear"], ["--frozen-epochs", "0"],
+                                   ["--recipe", "ml-gcn"]])
+def test_mmdsr_without_the_transfer_path_is_the_design_head(tmp_path, flags):
+    import keras
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--epochs", "1", *flags]) == 0
+    (run,) = _run_folders(tmp_path)
+    arguments = json.loads((run / "config.json").read_text())["arguments"]
+    assert (arguments["global_linear"], arguments["linear_l2"], arguments["head_l2"]) == (
+        False, 0.0, 0.0)
+    model = keras.saving.load_model(run / "model.keras")
+    assert "global_linear" not in [layer.name for layer in model.layers]
+    assert model.get_layer("semantic_graph").graph_kernel.regularizer is None
 
 
 def test_transfer_recipe_fits_the_gap_classifier_as_a_probe(tmp_path, capsys):

@@ -4,6 +4,8 @@ The `tune` command reads `--weights` and `--xla` the same way
 (`backbone_weights`, `jit_compile`, `default_recipe`).
 """
 
+import argparse
+
 from mmdsr_keras.training.device_distribution import DISTRIBUTIONS
 from mmdsr_keras.training.frozen_backbone_phase import FROZEN_OPTIMIZERS
 from mmdsr_keras.training.multi_label_trainer import LOSSES, OPTIMIZERS
@@ -62,9 +64,10 @@ def add_model_arguments(parser):
                    help="learn alpha, starting at --global-weight")
     g.add_argument("--trainable-prior-weight", action="store_true",
                    help="learn lambda, starting at --prior-weight")
-    g.add_argument("--global-linear", action="store_true",
-                   help="design variant: add a linear classifier on the last stage's "
-                        "average-pooled features to MMDSR's logits")
+    g.add_argument("--global-linear", action=argparse.BooleanOptionalAction, default=None,
+                   help="mmdsr: add a linear classifier on the last stage's average-pooled "
+                        "features to the graph's logits (default: the recipe's, on with "
+                        "transfer and a frozen phase)")
     g.add_argument("--dropout", type=float, default=0.0,
                    help="dropout rate of the head's features: after pooling (gap, gmp, "
                         "mlgcn), on whole channels of the graph's input map (mmdsr)")
@@ -72,10 +75,11 @@ def add_model_arguments(parser):
                    help="L2 coefficient of the linear classifier (gap, gmp; mmdsr's "
                         "--global-linear path) on standardised pooled features, as a "
                         "linear probe is fitted; 0 turns both off (default: the recipe's, "
-                        "transfer with a frozen phase: 0.005 for gap and gmp, else 0)")
-    g.add_argument("--head-l2", type=float, default=0.0,
+                        "transfer with a frozen phase: 0.005, else 0)")
+    g.add_argument("--head-l2", type=float, default=None,
                    help="mmdsr: L2 coefficient on the kernels of the cross-layer "
-                        "attention, dual-branch and graph layers (0: none)")
+                        "attention, dual-branch and graph layers (default: the recipe's, "
+                        "transfer with the global linear path: 0.005, else 0)")
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--reduction", type=int, default=4)
     g.add_argument("--graph", default="dynamic", choices=("dynamic", "static", "none"))

@@ -29,7 +29,7 @@ from mmdsr_keras.training import (
     fit_frozen_phase,
     freeze_backbone_batchnorm,
     recipe_defaults,
-    recipe_linear_l2,
+    recipe_head_arguments,
     resolve_frozen_epochs,
     set_precision,
     steps_per_epoch,
@@ -69,19 +69,9 @@ def fill_defaults(args):
     if getattr(args, "deep_supervision", 0.0) and args.model != "mmdsr":
         raise ValueError("--deep-supervision applies to --model mmdsr only (s_m and s_r are "
                          f"MMDSR's two branches), not --model {args.model}.")
-    linear_path = args.model in ("gap", "gmp") or (
-        args.model == "mmdsr" and getattr(args, "global_linear", False))
-    if getattr(args, "linear_l2", 0.0) and not linear_path:
-        raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
-                         f"or of --model mmdsr --global-linear; not to --model {args.model}"
-                         + ("" if args.model != "mmdsr" else " without --global-linear") + ".")
-    if getattr(args, "head_l2", 0.0) and args.model != "mmdsr":
-        raise ValueError("--head-l2 penalises the kernels of MMDSR's head layers: it applies "
-                         f"to --model mmdsr only, not --model {args.model} (see --linear-l2).")
-    if getattr(args, "linear_first", False) and not (
-            args.model == "mmdsr" and getattr(args, "global_linear", False)):
-        raise ValueError("--linear-first fits MMDSR's global linear path first: it needs "
-                         "--model mmdsr --global-linear.")
+    if getattr(args, "global_linear", None) and args.model != "mmdsr":
+        raise ValueError("--global-linear adds a linear path to MMDSR's graph: it applies to "
+                         f"--model mmdsr only, not --model {args.model}.")
     if args.recipe is None:
         args.recipe = default_recipe(args.weights)
     if args.backbone_lr_multiplier is None and backbone_weights(args.weights) is None:
@@ -92,9 +82,25 @@ def fill_defaults(args):
             setattr(args, key, recipe_defaults(args.recipe, args.model)[field])
     # The standardisation's statistics come from the frozen phase's cache.
     frozen_phase = str(args.frozen_epochs) != "0"
-    if getattr(args, "linear_l2", None) is None:
-        args.linear_l2 = recipe_linear_l2(args.recipe, args.model) if frozen_phase else 0.0
-    elif args.linear_l2 and not frozen_phase:
+    explicit_linear_l2 = getattr(args, "linear_l2", None)
+    head = recipe_head_arguments(args.recipe, args.model, frozen_phase,
+                                 global_linear=getattr(args, "global_linear", None))
+    args.global_linear = head.get("global_linear", False)
+    for key in ("linear_l2", "head_l2"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, head.get(key, 0.0))
+    linear_path = args.model in ("gap", "gmp") or args.global_linear
+    if args.linear_l2 and not linear_path:
+        raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
+                         f"or of --model mmdsr --global-linear; not to --model {args.model}"
+                         + ("" if args.model != "mmdsr" else " --no-global-linear") + ".")
+    if args.head_l2 and args.model != "mmdsr":
+        raise ValueError("--head-l2 penalises the kernels of MMDSR's head layers: it applies "
+                         f"to --model mmdsr only, not --model {args.model} (see --linear-l2).")
+    if getattr(args, "linear_first", False) and not args.global_linear:
+        raise ValueError("--linear-first fits MMDSR's global linear path first: it needs "
+                         "--model mmdsr with the global linear path (--global-linear).")
+    if explicit_linear_l2 and not frozen_phase:
         raise ValueError("--linear-l2 needs the frozen phase (--frozen-epochs > 0 or auto): it "
                          "sets the statistics of the classifier's feature standardisation.")
     return args
@@ -114,7 +120,7 @@ def build_model(args, train):
         prior_weight=args.prior_weight, global_weight=args.global_weight,
         trainable_prior_weight=getattr(args, "trainable_prior_weight", False),
         trainable_global_weight=getattr(args, "trainable_global_weight", False),
-        global_linear=getattr(args, "global_linear", False),
+        global_linear=bool(getattr(args, "global_linear", False)),
         head_l2=getattr(args, "head_l2", 0.0) or 0.0,
         cross_layer=not args.no_cross_layer, dual_branch=not args.no_dual_branch,
         graph=args.graph, **common,
@@ -150,6 +156,8 @@ def describe_recipe(args, config):
                      + (f", deep supervision w={config.deep_supervision:g}"
                         if config.deep_supervision else "")
                      + (", the global linear path fitted first" if config.linear_first else "")
+                     + (", a global linear path beside the graph"
+                        if getattr(args, "global_linear", False) else "")
                      + (f", linear classifier on standardised features with L2 "
                         f"{args.linear_l2:g}" if getattr(args, "linear_l2", 0.0) else "")
                      + (f", L2 {args.head_l2:g} on the head's kernels"
@@ -280,7 +288,8 @@ def run_train(args):
         # A run saved before an option existed ran without it.
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, "linear_l2": 0.0,
-                                     "linear_first": False, "head_l2": 0.0, **saved})
+                                     "linear_first": False, "head_l2": 0.0, "global_linear": False,
+                                     **saved})
         args = fill_defaults(args)
         print(f"Resuming {run}")
     else:

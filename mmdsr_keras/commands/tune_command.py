@@ -13,6 +13,7 @@ from mmdsr_keras.training import (
     TrainingConfig,
     distribution_scope,
     recipe_defaults,
+    recipe_head_arguments,
     resolve_frozen_epochs,
 )
 from mmdsr_keras.tuning import (
@@ -77,6 +78,8 @@ def hypermodel_from_args(args, train):
         epochs=epochs, fixed=parse_fixed(args.fix), base_config=base, seed=args.seed,
         on_error=args.on_error,
         feature_cache_dir=str(pathlib.Path(args.directory) / args.project_name / "feature_cache"),
+        # Every trial's head as `mmdsr-keras train` builds it under this recipe.
+        head_arguments=recipe_head_arguments(args.recipe, "mmdsr", base.frozen_epochs > 0),
     )
 
 

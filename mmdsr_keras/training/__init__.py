@@ -39,6 +39,7 @@ from mmdsr_keras.training.training_recipe import (
     RECIPES,
     frozen_phase_epochs,
     recipe_defaults,
+    recipe_head_arguments,
     recipe_linear_l2,
     resolve_frozen_epochs,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "make_loss",
     "predict_cached",
     "recipe_defaults",
+    "recipe_head_arguments",
     "recipe_linear_l2",
     "resolve_frozen_epochs",
     "set_precision",

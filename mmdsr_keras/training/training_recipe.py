@@ -8,7 +8,9 @@ backbone, `ml-gcn` for one trained from scratch):
   the head alone with AdamW on cached backbone features (a few augmented views
   per image, `StageFeatureCache`), then a short fine-tuning phase trains
   everything with AdamW, the backbone at a tenth of the head's rate
-  (`ParameterGroupAdamW`). Its numbers were chosen by 5-fold cross-validation
+  (`ParameterGroupAdamW`). MMDSR's head gets a probe-fitted linear path
+  and an L2 penalty on its kernels (`TRANSFER_MMDSR_HEAD`), GAP's and GMP's
+  classifier the same L2 fit. Its numbers were chosen by 5-fold cross-validation
   on real COCO and VOC 2007 images (`bench/quality.py`, `docs/BENCHMARKS.md`).
 - `ml-gcn` (paper-scale runs, ML-GCN's protocol): no frozen phase, SGD with
   momentum (head lr 0.1, backbone x0.1, coupled weight decay 1e-4), cosine
@@ -30,9 +32,17 @@ TRANSFER_FROZEN_LEARNING_RATE = {"mmdsr": 3e-3, "gap": 1e-2, "gmp": 1e-2, "mlgcn
 # The transfer recipe fits the linear classifier of the GAP and GMP heads as a
 # linear probe is fitted: on standardised pooled features with a strong L2
 # penalty (5-fold CV on coco-mini and VOC 2007: +3 mAP over an unpenalised
-# Dense). MMDSR's optional global linear path trains beside the graph, which
-# an L2 penalty on the linear path alone only pushes onto the graph: 0 there.
-TRANSFER_LINEAR_L2 = {"mmdsr": 0.0, "gap": 5e-3, "gmp": 5e-3, "mlgcn": 0.0}
+# Dense).
+TRANSFER_LINEAR_L2 = {"mmdsr": 5e-3, "gap": 5e-3, "gmp": 5e-3, "mlgcn": 0.0}
+
+# The transfer recipe's MMDSR head: the design's graph head plus a linear path
+# on the last stage's pooled features, fitted as the GAP head's classifier,
+# and an L2 penalty on the kernels of the attention, dual-branch and graph
+# layers. The path alone pushes the fit onto the unpenalised graph, the
+# penalty alone starves the graph (coco-mini fold 0: 41.5 against 47.4);
+# together they beat GAP in 5/5 coco-mini folds (docs/BENCHMARKS.md §0h).
+TRANSFER_MMDSR_HEAD = dict(global_linear=True, linear_l2=TRANSFER_LINEAR_L2["mmdsr"],
+                           head_l2=5e-3)
 
 TRANSFER = dict(
     frozen_epochs="auto", frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,
@@ -92,16 +102,52 @@ def recipe_defaults(recipe, model_type="mmdsr"):
     raise ValueError(f"recipe={recipe!r}; expected one of {RECIPES}.")
 
 
-def recipe_linear_l2(recipe, model_type="mmdsr"):
-    """The head's `linear_l2` (standardised, L2-penalised classifier) under a recipe.
+def recipe_head_arguments(recipe, model_type="mmdsr", frozen_phase=True, global_linear=None):
+    """The head arguments a recipe gives one head type.
 
-    The statistics of the standardisation come from the frozen phase, so only
-    `transfer` uses it (`TRANSFER_LINEAR_L2`); `ml-gcn` has no frozen phase.
+    The linear classifier's standardisation takes its statistics from the
+    frozen phase, so only `transfer` with a frozen phase sets `linear_l2`
+    (`TRANSFER_LINEAR_L2`), and MMDSR's head there is `TRANSFER_MMDSR_HEAD`.
+    MMDSR's `linear_l2` and `head_l2` belong to its global linear path: with
+    `global_linear=False` they are 0.
+
+    Args:
+        recipe: `"transfer"` or `"ml-gcn"`.
+        model_type: `"mmdsr"`, `"gap"`, `"gmp"` or `"mlgcn"`. Defaults to
+            `"mmdsr"`.
+        frozen_phase: whether the run has a frozen-backbone phase. Defaults to
+            True.
+        global_linear: MMDSR's `global_linear` if chosen by the user; None:
+            the recipe's.
+
+    Returns:
+        dict with `linear_l2`, and for MMDSR `global_linear` and `head_l2`.
+
+    Example:
+    >>> recipe_head_arguments("transfer", "gap"), recipe_head_arguments("ml-gcn", "gap")
+    ({'linear_l2': 0.005}, {'linear_l2': 0.0})
+    >>> recipe_head_arguments("transfer", "mmdsr", global_linear=False)
+    {'global_linear': False, 'linear_l2': 0.0, 'head_l2': 0.0}
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe={recipe!r}; expected one of {RECIPES}.")
+    transfer = recipe == "transfer" and frozen_phase
+    if model_type != "mmdsr":
+        return {"linear_l2": TRANSFER_LINEAR_L2[model_type] if transfer else 0.0}
+    head = dict(TRANSFER_MMDSR_HEAD) if transfer else dict(
+        global_linear=False, linear_l2=0.0, head_l2=0.0)
+    if global_linear is not None:
+        head["global_linear"] = bool(global_linear)
+    if not head["global_linear"]:
+        head.update(linear_l2=0.0, head_l2=0.0)
+    return head
+
+
+def recipe_linear_l2(recipe, model_type="mmdsr"):
+    """The head's `linear_l2` under a recipe with its frozen phase (`recipe_head_arguments`).
 
     Example:
     >>> recipe_linear_l2("transfer", "gap"), recipe_linear_l2("ml-gcn", "gap")
     (0.005, 0.0)
     """
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe={recipe!r}; expected one of {RECIPES}.")
-    return TRANSFER_LINEAR_L2[model_type] if recipe == "transfer" else 0.0
+    return recipe_head_arguments(recipe, model_type)["linear_l2"]

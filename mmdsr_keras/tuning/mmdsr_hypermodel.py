@@ -7,6 +7,7 @@ import keras_tuner
 import numpy as np
 
 from mmdsr_keras.evaluation import MeanAveragePrecisionCallback
+from mmdsr_keras.models.mmdsr import MMDSR_HEAD_DEFAULTS
 from mmdsr_keras.tasks import MMDSRImageClassifier, build_mmdsr
 from mmdsr_keras.training.frozen_backbone_phase import fit_frozen_phase, freeze_backbone_batchnorm
 from mmdsr_keras.training.multi_label_trainer import (
@@ -125,6 +126,10 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
             `base_config.frozen_epochs > 0` (the `transfer` recipe); then
             `frozen_learning_rate` is a hyperparameter too. Defaults to
             None (a temporary folder).
+        head_arguments: MMDSR head arguments every trial shares, outside
+            the search space (`global_linear`, `linear_l2`, `head_l2`,
+            `dropout`, ...: what `mmdsr-keras tune` takes from the recipe,
+            `recipe_head_arguments`). Defaults to None (the design's head).
         eval_batch_size: batch size of the validation pipeline. Defaults to 32.
         on_error: a missing or corrupt image: `"skip"` or `"raise"`.
         name, tunable: as `keras_tuner.HyperModel`.
@@ -157,6 +162,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         eval_batch_size=32,
         on_error="skip",
         feature_cache_dir=None,
+        head_arguments=None,
         name="mmdsr",
         tunable=True,
     ):
@@ -193,6 +199,14 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
         self.eval_batch_size = int(eval_batch_size)
         self.on_error = on_error
         self.feature_cache_dir = feature_cache_dir
+        self.head_arguments = dict(head_arguments or {})
+        # The searched ones and the dataset's facts are not fixed head arguments.
+        allowed = (set(MMDSR_HEAD_DEFAULTS) - {"label_density"}
+                   - set(self.model_hyperparameters(keras_tuner.HyperParameters())))
+        unknown = sorted(set(self.head_arguments) - allowed)
+        if unknown:
+            raise ValueError(f"head_arguments: {unknown} are not fixed MMDSR head arguments "
+                             f"(searched ones go in `fixed`); expected some of {sorted(allowed)}.")
 
     @classmethod
     def from_dataset(cls, train, **kwargs):
@@ -225,6 +239,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
             "batch_size": list(self.batch_size),
             "epochs": None if self.epochs is None else list(self.epochs),
             "fixed": self.fixed,
+            **({"head_arguments": self.head_arguments} if self.head_arguments else {}),
             "seed": self.seed,
             # XLA or not changes no result worth refusing a resume for.
             "training": {k: v for k, v in self.base_config.to_dict().items()
@@ -337,6 +352,7 @@ class MMDSRHyperModel(keras_tuner.HyperModel):
             freeze_backbone=self.freeze_backbone,
             label_prior=self.label_prior,
             label_density=self.label_density,
+            **self.head_arguments,
             **kwargs,
         )
 

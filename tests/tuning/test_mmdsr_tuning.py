@@ -261,16 +261,32 @@ def test_cli_tune_writes_the_table(tmp_path, capsys):
     assert "--project-name" in error[0] and "--overwrite" in error[0]
 
 
+def test_head_arguments_reach_every_trial_model_and_the_description(data):
+    from mmdsr_keras.training.training_recipe import TRANSFER_MMDSR_HEAD
+
+    hypermodel = _hypermodel(data[0], head_arguments=TRANSFER_MMDSR_HEAD)
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    assert {k: model.head_args[k] for k in TRANSFER_MMDSR_HEAD} == TRANSFER_MMDSR_HEAD
+    assert model.get_layer("semantic_graph").graph_kernel.regularizer is not None
+    assert "global_linear" in [layer.name for layer in model.layers]
+    assert hypermodel.describe()["head_arguments"] == TRANSFER_MMDSR_HEAD
+    assert "head_arguments" not in _hypermodel(data[0]).describe()
+    for bad in ({"num_heads": 2}, {"label_density": 0.1}, {"no_such_argument": 1}):
+        with pytest.raises(ValueError, match="head_arguments"):
+            _hypermodel(data[0], head_arguments=bad)
+
+
 @pytest.mark.slow
 def test_transfer_recipe_trials_share_one_feature_cache(data, tmp_path):
-    from mmdsr_keras.training.training_recipe import recipe_defaults
+    from mmdsr_keras.training.training_recipe import recipe_defaults, recipe_head_arguments
 
     train, val = data
     recipe = {**recipe_defaults("transfer"), "frozen_epochs": 2, "cache_views": 2,
               "jit_compile": False}
     cache_dir = tmp_path / "feature_cache"
     hypermodel = _hypermodel(train, base_config=TrainingConfig(**recipe),
-                             feature_cache_dir=str(cache_dir))
+                             feature_cache_dir=str(cache_dir),
+                             head_arguments=recipe_head_arguments("transfer"))
     tuner, _ = run_search(hypermodel, train, val, tuner="random", directory=str(tmp_path),
                           project_name="transfer", max_trials=2, seed=3, verbose=0)
     rows = trial_rows(tuner)
@@ -281,3 +297,7 @@ def test_transfer_recipe_trials_share_one_feature_cache(data, tmp_path):
     assert all(1e-5 <= r["hyperparameters"]["learning_rate"] <= 1e-2 for r in rows)
     metadata = json.loads((cache_dir / "cache.json").read_text())
     assert metadata["views_done"] == 2 and metadata["num_images"] == len(train)
+    # The frozen phase set the linear path's standardisation from the cache.
+    best = tuner.get_best_models(1)[0]
+    mean = np.asarray(best.get_layer("global_linear_standardization").adapt_mean)
+    assert np.abs(mean).max() > 0
