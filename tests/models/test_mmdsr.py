@@ -270,11 +270,14 @@ def test_dropout_drops_whole_channels_of_the_graph_input_in_training_only(tmp_pa
                                rtol=1e-5, atol=1e-5)  # inference: no dropout
     dropout = model.get_layer("head_dropout")
     reader = keras.Model(model.input, [dropout.input, dropout.output])
-    before, after = (keras.ops.convert_to_numpy(t) for t in reader(x, training=True))
-    # Each (image, channel) is either dropped everywhere or kept, scaled by 1 / (1 - rate).
-    kept = np.abs(after - 2.0 * before).max(axis=(1, 2)) < 1e-4
-    dropped = np.abs(after).max(axis=(1, 2)) == 0
-    assert np.all(kept | dropped)
-    assert 0.3 < dropped.mean() < 0.7  # 2 x 16 channels at rate 0.5
+    dropped_share = []
+    for _ in range(10):  # 10 x 2 x 16 channel draws: a 0.3..0.7 share fails with p < 1e-8
+        before, after = (keras.ops.convert_to_numpy(t) for t in reader(x, training=True))
+        # Each (image, channel) is either dropped everywhere or kept, scaled by 1 / (1 - rate).
+        kept = np.abs(after - 2.0 * before).max(axis=(1, 2)) < 1e-4
+        dropped = np.abs(after).max(axis=(1, 2)) == 0
+        assert np.all(kept | dropped)
+        dropped_share.append(dropped.mean())
+    assert 0.3 < np.mean(dropped_share) < 0.7
     model.save(tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras").head_args["dropout"] == 0.5
