@@ -6,9 +6,9 @@ backbone, `ml-gcn` for one trained from scratch):
 - `transfer` (small and medium datasets on a pretrained backbone): the
   backbone's BatchNorms stay in inference mode; a frozen-backbone phase trains
   the head alone with AdamW on cached backbone features (a few augmented views
-  per image, `StageFeatureCache`), then a short fine-tuning phase trains
-  everything with AdamW, the backbone at a tenth of the head's rate
-  (`ParameterGroupAdamW`). MMDSR's head gets a probe-fitted linear path
+  per image, `StageFeatureCache`); an optional fine-tuning phase (`epochs`,
+  default 0: on the real-image benchmark it cost mAP) trains everything with
+  AdamW, the backbone at a tenth of the head's rate (`ParameterGroupAdamW`). MMDSR's head gets a probe-fitted linear path
   and an L2 penalty on its kernels (`TRANSFER_MMDSR_HEAD`), GAP's and GMP's
   classifier the same L2 fit. Its numbers were chosen by 5-fold cross-validation
   on real COCO and VOC 2007 images (`bench/quality.py`, `docs/BENCHMARKS.md`).
