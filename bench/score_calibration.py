@@ -80,7 +80,7 @@ def calibrated(run, labels, ignore, mode):
     return out
 
 
-def train_fold(name, spec, data, flags, cache, train_rows, test_rows, args):
+def train_fold(spec, data, flags, cache, train_rows, test_rows, args):
     head, overrides = quality.parse_head(spec)
     cli = quality.cli_arguments(flags, head, overrides, args)
     cli.frozen_epochs = quality.resolve_frozen_epochs(cli.frozen_epochs, len(train_rows))
@@ -129,7 +129,7 @@ def main(argv=None):
             path = out / f"{spec}.fold{fold}.npz".replace("/", "_")
             if not path.exists():
                 started = time.perf_counter()
-                np.savez(path, **train_fold(args.dataset, spec, data, flags, cache,
+                np.savez(path, **train_fold(spec, data, flags, cache,
                                             train_rows, test_rows, args))
                 print(f"{spec} fold {fold}: {time.perf_counter() - started:.0f} s", flush=True)
             runs.append(dict(np.load(path)))
