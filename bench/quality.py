@@ -20,7 +20,9 @@ Rows (same backbone, resolution and budget):
 - `gap`, `gmp`, `mlgcn`, `mmdsr` and MMDSR's ablations `no_cross_layer`,
   `no_dual_branch`, `no_graph`, `static_graph`, each built and trained
   exactly as `mmdsr-keras train` does by default (the bench parses the CLI's
-  own arguments): the frozen-backbone phase on the same `StageFeatureCache`.
+  own arguments): the frozen-backbone phase on the same `StageFeatureCache`,
+  then (the recipe's `calibrate`) per-class Platt calibration on the
+  training rows' cached views.
   A head may carry CLI overrides: `mmdsr@frozen_lr=0.003,loss=asl`.
 - `--finetune HEAD ...` adds the recipe's fine-tuning phase (full images,
   backbone BatchNorm frozen) for those heads on the VOC train -> val split
@@ -69,6 +71,8 @@ from mmdsr_keras.evaluation.voc_from_coco import voc_columns  # noqa: E402
 from mmdsr_keras.training import (  # noqa: E402
     RunDirectory,
     StageFeatureCache,
+    calibrate_on_batches,
+    calibrate_on_cache,
     compile_for_training,
     fit,
     fit_frozen_phase,
@@ -158,6 +162,8 @@ def train_head(head, overrides, data, flags, cache, train_rows, test_rows, args,
         freeze_backbone_batchnorm(model)
     fit_frozen_phase(model, cache, config, rows=train_rows)
     if not finetune:
+        if config.calibrate:
+            calibrate_on_cache(model, cache, rows=train_rows)
         return {"plain": predict_cached(model, cache, test_rows),
                 "flip": predict_cached(model, cache, test_rows, views=(0, 1))}
     epochs = config.epochs or args.finetune_epochs
@@ -168,6 +174,9 @@ def train_head(head, overrides, data, flags, cache, train_rows, test_rows, args,
             args.image_size, config.batch_size, training=True, seed=config.seed,
             epochs=(first, stop)), None, run, config, verbose=0,
         steps_per_epoch=steps_per_epoch(len(train), config.batch_size))
+    if config.calibrate:
+        calibrate_on_batches(model, train.to_tf_dataset(args.image_size, 32,
+                                                         with_ignore_mask=True))
     test = data.subset(test_rows)
     import tensorflow as tf
 

@@ -1,6 +1,7 @@
 """Does a per-class Platt calibration, fitted on the training images, help the default heads?
 
-An experiment beside `quality.py`, not yet a recipe piece. On the same folds
+The experiment behind the transfer recipe's `calibrate` (now the default;
+`mmdsr_keras.training.score_calibration`), kept to compare its variants. On the same folds
 and feature cache, each head is trained exactly as `quality.py` trains it (the
 CLI's default frozen phase); then, per class c, a scale a_c > 0 and a bias b_c
 are fitted on the head's logits s of the *training* rows, under every cached
@@ -38,29 +39,23 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import quality  # noqa: E402
 from paired_statistics import metrics, paired_bootstrap  # noqa: E402
 
-from mmdsr_keras.training import StageFeatureCache  # noqa: E402
+from mmdsr_keras.training import StageFeatureCache, platt_scaling  # noqa: E402
 
 MODES = ("raw", "platt_views", "platt_plain", "bias")
 
 
 def platt(scores, labels, valid, fit_scale=True, iterations=50):
-    """(a, b) of Platt's calibration of one class's logits, by Newton's method."""
+    """(a, b) of one class: the package's Platt fit, or (`fit_scale=False`) its bias alone."""
+    if fit_scale:
+        return platt_scaling(scores, labels, valid)
     s, y = scores[valid], labels[valid]
     positives, negatives = y.sum(), (1 - y).sum()
     target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
-    a, b = 1.0, 0.0
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(a * s + b)))
-        residual, curvature = p - target, p * (1 - p) + 1e-9
-        if fit_scale:
-            gradient = np.array([(residual * s).sum(), residual.sum()])
-            hessian = np.array([[(curvature * s * s).sum(), (curvature * s).sum()],
-                                [(curvature * s).sum(), curvature.sum()]]) + 1e-6 * np.eye(2)
-            step = np.linalg.solve(hessian, gradient)
-            a, b = a - step[0], b - step[1]
-        else:
-            b -= residual.sum() / curvature.sum()
-    return (max(a, 1e-3) if fit_scale else 1.0), b
+    b = 0.0
+    for _ in range(iterations):  # Newton on the bias: a 1-D convex problem
+        p = 1 / (1 + np.exp(-(s + b)))
+        b -= (p - target).sum() / ((p * (1 - p)).sum() + 1e-9)
+    return 1.0, b
 
 
 def calibrated(run, labels, ignore, mode):
@@ -83,6 +78,7 @@ def calibrated(run, labels, ignore, mode):
 def train_fold(spec, data, flags, cache, train_rows, test_rows, args):
     head, overrides = quality.parse_head(spec)
     cli = quality.cli_arguments(flags, head, overrides, args)
+    cli.calibrate = False  # the raw logits: this script fits the calibrations itself
     cli.frozen_epochs = quality.resolve_frozen_epochs(cli.frozen_epochs, len(train_rows))
     config = quality.training_config(cli)
     keras.utils.clear_session(free_memory=True)

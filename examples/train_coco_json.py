@@ -41,6 +41,7 @@ from mmdsr_keras.evaluation import AveragePrecisionMeter, format_metric_table
 from mmdsr_keras.training import (
     StageFeatureCache,
     TrainingConfig,
+    calibrate_on_cache,
     fit_frozen_phase,
     freeze_backbone_batchnorm,
     frozen_phase_epochs,
@@ -73,7 +74,8 @@ the prior A0 and the class bias's label density from the training labels.
 """
 
 model = mmdsr_keras.MMDSRImageClassifier.from_dataset(
-    train, backbone="mobilenet_0.25", image_size=IMAGE_SIZE, weights=WEIGHTS)
+    train, backbone="mobilenet_0.25", image_size=IMAGE_SIZE, weights=WEIGHTS,
+    score_calibration=True)
 freeze_backbone_batchnorm(model)
 
 """
@@ -88,6 +90,17 @@ config = TrainingConfig(**{**recipe, "frozen_epochs": frozen_phase_epochs(len(tr
 cache = StageFeatureCache.compute(model, train, IMAGE_SIZE, tempfile.mkdtemp(),
                                   views=config.cache_views, verbose=1)
 fit_frozen_phase(model, cache.load_into_memory(), config, verbose=2)
+
+"""
+## Calibration
+
+The L2-penalised head's scores are shrunk: few pass 0.5 on 80 classes. A per-class
+Platt scale and bias, fitted on the training images' cached views, go into the
+model's output layer; every class's ranking (its AP) stays, F1 at 0.5 recovers.
+"""
+
+scale, bias = calibrate_on_cache(model, cache)
+print(f"median Platt scale {np.median(scale):.2f}, bias {np.median(bias):+.2f}")
 
 """
 ## Evaluation

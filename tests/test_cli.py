@@ -182,6 +182,8 @@ def test_transfer_recipe_runs_both_phases_and_resumes_across_the_boundary(tmp_pa
     (run,) = _run_folders(tmp_path)
     printed = capsys.readouterr().out
     assert "phase 1, frozen backbone: 2 epochs" in printed and "phase 2, fine-tuning: 1" in printed
+    # After fine-tuning the cache is stale: the calibration takes one plain pass.
+    assert "on the training images (plain view)" in printed and "Calibrated the logits" in printed
     config = json.loads((run / "config.json").read_text())
     assert config["arguments"]["recipe"] == "transfer"
     assert config["training"]["frozen_epochs"] == 2 and config["training"]["epochs"] == 1
@@ -306,6 +308,57 @@ def test_transfer_recipe_fits_the_gap_classifier_as_a_probe(tmp_path, capsys):
     (run,) = _run_folders(tmp_path)
     config = json.loads((run / "config.json").read_text())
     assert config["arguments"]["linear_l2"] == 0.005
+
+
+def test_transfer_recipe_ends_with_platt_calibration_on_the_cached_views(tmp_path, capsys):
+    import keras
+    from scipy.optimize import minimize
+
+    from mmdsr_keras.training import StageFeatureCache, predict_cached
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--model", "gap",
+                 "--epochs", "0"]) == 0
+    assert "Platt calibration of the logits on the training images (every cached view" in (
+        capsys.readouterr().out)
+    (run,) = _run_folders(tmp_path)
+    assert json.loads((run / "config.json").read_text())["training"]["calibrate"] is True
+    model = keras.saving.load_model(run / "model.keras")
+    scale, bias = model.get_layer("logits").get_calibration()
+    assert not np.allclose(scale, 1.0)
+    # Recompute the fit independently: undo the saved calibration on the cached
+    # views, then minimise Platt's objective with a general optimiser.
+    cache = StageFeatureCache(run / "feature_cache")
+    raw = np.concatenate([(predict_cached(model, cache, views=(v,)) - bias) / scale
+                          for v in range(cache.num_views)])
+    labels = np.tile(cache.labels, (cache.num_views, 1))
+    for c in range(len(scale)):
+        y, z = labels[:, c], raw[:, c]
+        if y.min() == y.max():
+            assert (scale[c], bias[c]) == (1.0, 0.0)
+            continue
+        n_pos, n_neg = y.sum(), (1 - y).sum()
+        t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+        def objective(p):
+            return np.sum(np.logaddexp(0, p[0] * z + p[1]) - t * (p[0] * z + p[1]))
+
+        # An untrained random backbone gives near-constant logits, so the
+        # optimum is flat along a: compare the objective reached, not (a, b).
+        ref = minimize(objective, [1.0, 0.0], method="Nelder-Mead",
+                       options=dict(xatol=1e-9, fatol=1e-12, maxiter=40_000))
+        assert objective([scale[c], bias[c]]) <= ref.fun + 1e-3 * max(1.0, abs(ref.fun))
+        assert objective([scale[c], bias[c]]) < objective([1.0, 0.0]) - 1e-6
+
+
+@pytest.mark.parametrize("flags", [["--no-calibrate"], ["--recipe", "ml-gcn"]])
+def test_calibration_is_off_when_asked_and_under_the_ml_gcn_recipe(tmp_path, flags):
+    import keras
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--model", "gap",
+                 "--epochs", "1", *flags]) == 0
+    (run,) = _run_folders(tmp_path)
+    assert json.loads((run / "config.json").read_text())["training"]["calibrate"] is False
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.get_layer("logits").get_config()["calibration"] is False
 
 
 def test_without_a_frozen_phase_the_gap_classifier_is_plain(tmp_path):

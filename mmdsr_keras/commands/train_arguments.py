@@ -119,6 +119,11 @@ def add_training_arguments(parser):
     g.add_argument("--train-backbone-batchnorm", action="store_const", const=True,
                    help="let the backbone's BatchNorm statistics train (large datasets); "
                         "default: frozen with the transfer recipe")
+    g.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="after training, fit a per-class Platt scale and bias of the logits on "
+                        "the training images, kept in the model's output layer (ranking and "
+                        "AP unchanged; thresholded F1 and scores across classes move); "
+                        "default: the recipe's, on with transfer")
     g.add_argument("--ema", action="store_true", help="keep and end with an EMA of the weights")
     g.add_argument("--deep-supervision", type=float, default=0.0, metavar="W",
                    help="MMDSR, phase 1: add W x the losses of s_m and s_r (0: off)")

@@ -34,6 +34,7 @@ from mmdsr_keras.training import (
     set_precision,
     steps_per_epoch,
 )
+from mmdsr_keras.training.score_calibration import calibrate_on_batches, calibrate_on_cache
 from mmdsr_keras.training.jax_process_group import JaxProcessGroup
 from mmdsr_keras.training.tensorflow_multi_worker import TensorFlowWorkerGroup
 
@@ -58,6 +59,7 @@ RECIPE_ARGUMENTS = {
     "backbone_lr_multiplier": "backbone_lr_multiplier", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "schedule": "schedule", "batch_size": "batch_size",
     "train_backbone_batchnorm": "train_backbone_batchnorm", "loss": "loss",
+    "calibrate": "calibrate",
 }
 
 
@@ -111,7 +113,8 @@ def build_model(args, train):
     common = dict(backbone=args.backbone, image_size=args.image_size,
                   weights=backbone_weights(args.weights), freeze_backbone=args.freeze_backbone,
                   dropout=getattr(args, "dropout", 0.0),
-                  linear_l2=getattr(args, "linear_l2", 0.0) or 0.0)
+                  linear_l2=getattr(args, "linear_l2", 0.0) or 0.0,
+                  score_calibration=bool(getattr(args, "calibrate", False)))
     if args.model != "mmdsr":
         return BaselineImageClassifier.from_dataset(train, head=args.model, **common)
     return MMDSRImageClassifier.from_dataset(
@@ -141,6 +144,7 @@ def training_config(args):
         train_backbone_batchnorm=bool(args.train_backbone_batchnorm), ema=bool(args.ema),
         deep_supervision=float(getattr(args, "deep_supervision", 0.0) or 0.0),
         linear_first=bool(getattr(args, "linear_first", False)),
+        calibrate=bool(getattr(args, "calibrate", False)),
     )
 
 
@@ -168,6 +172,10 @@ def describe_recipe(args, config):
                      f"x{config.backbone_lr_multiplier:g}), weight decay {config.weight_decay:g}, "
                      f"warm-up {config.warmup_epochs:g} epochs, backbone BatchNorm "
                      f"{'training' if config.train_backbone_batchnorm else 'frozen'}")
+    if config.calibrate:
+        lines.append("  then: per-class Platt calibration of the logits on the training images ("
+                     + ("every cached view" if not config.epochs else "plain view")
+                     + "), kept in the model's output layer")
     return "\n".join(lines)
 
 
@@ -259,7 +267,17 @@ def run_frozen_phase(args, config, model, train, run):
     cache.load_into_memory()
     log = keras.callbacks.CSVLogger(str(run.file("frozen_log.csv")))
     fit_frozen_phase(model, cache, config, callbacks=[log], verbose=2)
+    if config.calibrate and not config.epochs:
+        # The last phase: calibrate on the head's cached views (saved with it).
+        report_calibration(calibrate_on_cache(model, cache))
     model.save_weights(done)
+
+
+def report_calibration(calibration):
+    scale, bias = calibration
+    print(f"Calibrated the logits of {len(scale)} classes on the training images: scale "
+          f"{np.median(scale):.2f} (median, {scale.min():.2f}-{scale.max():.2f}), bias "
+          f"{np.median(bias):+.2f} (median)")
 
 
 def process_group(distribution, args):
@@ -289,6 +307,7 @@ def run_train(args):
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, "linear_l2": 0.0,
                                      "linear_first": False, "head_l2": 0.0, "global_linear": False,
+                                     "calibrate": False,
                                      **saved})
         args = fill_defaults(args)
         print(f"Resuming {run}")
@@ -394,6 +413,10 @@ def _train_in(run, args, train, val, group=None):
         if keras.backend.backend() == "jax":
             keras.distribution.set_distribution(None)
         model = keras.saving.load_model(run.file(MODEL_FILE))
+    if config.calibrate and config.epochs:
+        # The fine-tuned backbone no longer matches the cache: one plain pass.
+        report_calibration(calibrate_on_batches(model, train.to_tf_dataset(
+            args.image_size, config.batch_size, with_ignore_mask=True, on_error=args.on_error)))
     model.save(run.file(MODEL_FILE))
     model.save_to_preset(run.file(RUN_PRESET_DIR), overwrite=True)  # like model.keras
     failed = run.file("FAILED.txt")

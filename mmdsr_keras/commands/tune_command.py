@@ -68,6 +68,10 @@ def hypermodel_from_args(args, train):
         "clip_global_norm": args.clip_norm,
         "frozen_epochs": resolve_frozen_epochs(recipe["frozen_epochs"], len(train)),
         "jit_compile": jit_compile(args.xla),
+        # Trials are ranked by val mAP, which a per-class calibration (a_c > 0)
+        # leaves unchanged; a chosen model can be calibrated afterwards
+        # (`fit_score_calibration`).
+        "calibrate": False,
     })
     # Hyperband sets every trial's epochs itself (up to --max-epochs).
     epochs = None if args.tuner == "hyperband" else args.epochs

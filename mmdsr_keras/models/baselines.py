@@ -10,7 +10,7 @@ BASELINE_HEADS = ("gap", "gmp", "mlgcn")
 
 
 def baseline_head(features, class_names, head="gap", label_prior=None, label_embeddings=None,
-                  hidden_units=1024, dropout=0.0, linear_l2=0.0):
+                  hidden_units=1024, dropout=0.0, linear_l2=0.0, score_calibration=False):
     """A plain multi-label head on the last stage tensor.
 
     - `"gap"`: global average pooling + Dense(C) (the usual floor);
@@ -32,6 +32,9 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
         linear_l2: `"gap"`/`"gmp"`: L2 coefficient of the classifier's kernel,
             on standardised pooled features (`standardized_linear`); 0
             disables both. Defaults to 0.0.
+        score_calibration: give the output layer a per-class scale and bias
+            (`LabelledLogits(calibration=True)`, identity until fitted by
+            `fit_score_calibration`). Defaults to False.
 
     Returns:
         The `(batch, C)` logits tensor, output of the layer named `"logits"`.
@@ -56,4 +59,4 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
         )(pooled)
     else:
         logits = standardized_linear(pooled, len(class_names), linear_l2, name="classifier")
-    return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)
+    return LabelledLogits(class_names, calibration=score_calibration, name=OUTPUT_LAYER)(logits)

@@ -90,7 +90,7 @@ MMDSR_HEAD_DEFAULTS = dict(
     share_branches=True, num_perspectives=8, sparsity_threshold=0.0, prior_weight=0.5,
     trainable_prior_weight=False, global_weight=0.5, trainable_global_weight=False,
     label_density=0.05, cross_layer=True, dual_branch=True, graph="dynamic",
-    global_linear=False, dropout=0.0, linear_l2=0.0, head_l2=0.0,
+    global_linear=False, dropout=0.0, linear_l2=0.0, head_l2=0.0, score_calibration=False,
 )
 
 # The K perspective vectors only set directions of a cosine, which a penalty
@@ -208,7 +208,8 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
                                      name=GLOBAL_LINEAR_LAYER, kernel_initializer="zeros",
                                      dtype="float32")
         logits = keras.layers.Add(dtype="float32", name="global_linear_sum")([logits, linear])
-    return LabelledLogits(class_names, name=OUTPUT_LAYER)(logits)
+    return LabelledLogits(class_names, calibration=args["score_calibration"],
+                          name=OUTPUT_LAYER)(logits)
 
 
 def class_names_of(model):

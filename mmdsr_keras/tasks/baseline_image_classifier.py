@@ -35,6 +35,9 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
         linear_l2: `"gap"`/`"gmp"`: L2 coefficient of the classifier's
             kernel, on standardised pooled features (`standardized_linear`;
             the frozen-backbone phase sets the statistics). Defaults to 0.0.
+        score_calibration: a per-class scale a_c > 0 and bias b_c on the
+            logits, s'_c = a_c * s_c + b_c (`LabelledLogits`), identity until
+            fitted by `fit_score_calibration`. Defaults to False.
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:
@@ -50,7 +53,7 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
     def __init__(self, backbone, class_names, head="gap", stages=None, image_size=None,
                  preprocessing="none", label_prior=None, label_embeddings=None,
                  label_embedding_dim=None, hidden_units=1024, dropout=0.0, linear_l2=0.0,
-                 **kwargs):
+                 score_calibration=False, **kwargs):
         if head not in BASELINE_HEADS:
             raise ValueError(f"head={head!r}; expected one of {BASELINE_HEADS}.")
         class_names = resolve_class_names(None, class_names)
@@ -61,7 +64,8 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
             label_embeddings = keras.ops.zeros((len(class_names), int(label_embedding_dim)))
         outputs = baseline_head(features, class_names, head=head, label_prior=label_prior,
                                 label_embeddings=label_embeddings, hidden_units=hidden_units,
-                                dropout=dropout, linear_l2=linear_l2)
+                                dropout=dropout, linear_l2=linear_l2,
+                                score_calibration=score_calibration)
         super().__init__(inputs, outputs, **kwargs)
         # === Config ===
         self._class_names = class_names
@@ -69,6 +73,7 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.linear_l2 = linear_l2
+        self.score_calibration = bool(score_calibration)
         self.label_embedding_dim = (None if label_embeddings is None
                                       else int(keras.ops.shape(label_embeddings)[-1]))
 
@@ -79,7 +84,7 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
     def get_config(self):
         return self._task_config({
             "head": self.head_type, "hidden_units": self.hidden_units, "dropout": self.dropout,
-            "linear_l2": self.linear_l2,
+            "linear_l2": self.linear_l2, "score_calibration": self.score_calibration,
             "label_embedding_dim": self.label_embedding_dim,
         })
 
@@ -107,7 +112,8 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
 def build_baseline(head="gap", num_classes=None, class_names=None, backbone="resnet101",
                    image_size=448, weights="imagenet", freeze_backbone=False, stages=None,
                    label_prior=None, label_embeddings=None, hidden_units=1024,
-                   dropout=0.0, linear_l2=0.0, preprocessing=None, name=None):
+                   dropout=0.0, linear_l2=0.0, preprocessing=None, name=None,
+                   score_calibration=False):
     """Builds a `BaselineImageClassifier` on a registered or given backbone.
 
     Takes raw RGB pixels in [0, 255] like `build_mmdsr`.
@@ -123,6 +129,8 @@ def build_baseline(head="gap", num_classes=None, class_names=None, backbone="res
         dropout: dropout rate on the pooled features. Defaults to 0.0.
         linear_l2: L2 coefficient of the `"gap"`/`"gmp"` classifier on
             standardised pooled features. Defaults to 0.0.
+        score_calibration: a per-class scale and bias on the logits, identity
+            until fitted (`fit_score_calibration`). Defaults to False.
         name: model name. Defaults to `"baseline_<head>"`.
 
     Example:
@@ -142,5 +150,5 @@ def build_baseline(head="gap", num_classes=None, class_names=None, backbone="res
         network, class_names, head=head, stages=stages, image_size=image_size,
         preprocessing=mode, label_prior=label_prior if head == "mlgcn" else None,
         label_embeddings=label_embeddings, hidden_units=hidden_units, dropout=dropout,
-        linear_l2=linear_l2,
+        linear_l2=linear_l2, score_calibration=score_calibration,
         name=name or f"baseline_{head}")

@@ -70,6 +70,9 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
             attention, dual-branch and graph layers: the loss gains
             mu * sum(W^2) over every kernel W (`penalize_head_kernels`; not
             the biases, norms or perspectives). Defaults to 0.0.
+        score_calibration: a per-class scale a_c > 0 and bias b_c on the
+            logits, s'_c = a_c * s_c + b_c (`LabelledLogits`), identity until
+            fitted by `fit_score_calibration`. Defaults to False.
         **kwargs: `keras.Model` arguments (`name`).
 
     Example:

@@ -3,7 +3,8 @@
 `TrainingConfig` holds a run's hyperparameters and `recipe_defaults(name)`
 those of a named recipe (`RECIPES`); `compile_for_training` + `fit` run the
 fine-tuning phase (resumable from a `RunDirectory`); `StageFeatureCache` +
-`fit_frozen_phase` the frozen-backbone phase on cached backbone features.
+`fit_frozen_phase` the frozen-backbone phase on cached backbone features;
+`fit_score_calibration` a per-class Platt calibration of the trained logits.
 `TensorFlowWorkerGroup` and `JaxProcessGroup` spread `fit` over processes.
 The losses, optimizers and schedule are registered Keras serializables.
 """
@@ -33,6 +34,12 @@ from mmdsr_keras.training.non_finite_loss_guard import NonFiniteLossGuard, Train
 from mmdsr_keras.training.parameter_group_adamw import ParameterGroupAdamW
 from mmdsr_keras.training.parameter_group_sgd import ParameterGroupSGD, backbone_lr_multipliers
 from mmdsr_keras.training.run_directory import RunDirectory
+from mmdsr_keras.training.score_calibration import (
+    calibrate_on_batches,
+    calibrate_on_cache,
+    fit_score_calibration,
+    platt_scaling,
+)
 from mmdsr_keras.training.stage_feature_cache import StageFeatureCache
 from mmdsr_keras.training.tensorflow_multi_worker import TensorFlowWorkerGroup
 from mmdsr_keras.training.training_recipe import (
@@ -62,6 +69,8 @@ __all__ = [
     "TrainingDivergedError",
     "WarmupDecaySchedule",
     "backbone_lr_multipliers",
+    "calibrate_on_batches",
+    "calibrate_on_cache",
     "compile_for_training",
     "distribution_scope",
     "JaxProcessGroup",
@@ -69,9 +78,11 @@ __all__ = [
     "fit",
     "fit_feature_standardization",
     "fit_frozen_phase",
+    "fit_score_calibration",
     "freeze_backbone_batchnorm",
     "frozen_phase_epochs",
     "make_loss",
+    "platt_scaling",
     "predict_cached",
     "recipe_defaults",
     "recipe_head_arguments",

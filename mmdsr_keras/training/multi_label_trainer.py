@@ -61,6 +61,9 @@ class TrainingConfig:
         linear_first: MMDSR with `global_linear`, frozen phase: fit the global
             linear path alone first, then train the rest of the head with it
             fixed (`fit_frozen_phase`). Defaults to False.
+        calibrate: after training, fit a per-class Platt scale and bias of
+            the logits on the training images (`score_calibration.py`; the
+            model needs `score_calibration=True`). Defaults to False.
     """
 
     epochs: int = 20
@@ -87,6 +90,7 @@ class TrainingConfig:
     ema: bool = False
     deep_supervision: float = 0.0
     linear_first: bool = False
+    calibrate: bool = False
 
     def __post_init__(self):
         if self.loss not in LOSSES:

@@ -8,9 +8,12 @@ backbone, `ml-gcn` for one trained from scratch):
   the head alone with AdamW on cached backbone features (a few augmented views
   per image, `StageFeatureCache`); an optional fine-tuning phase (`epochs`,
   default 0: on the real-image benchmark it cost mAP) trains everything with
-  AdamW, the backbone at a tenth of the head's rate (`ParameterGroupAdamW`). MMDSR's head gets a probe-fitted linear path
-  and an L2 penalty on its kernels (`TRANSFER_MMDSR_HEAD`), GAP's and GMP's
-  classifier the same L2 fit. Its numbers were chosen by 5-fold cross-validation
+  AdamW, the backbone at a tenth of the head's rate (`ParameterGroupAdamW`).
+  MMDSR's head gets a probe-fitted linear path and an L2 penalty on its
+  kernels (`TRANSFER_MMDSR_HEAD`), GAP's and GMP's classifier the same L2
+  fit. Last, each class's logit gets a Platt scale and bias fitted on the
+  training images (`calibrate`, `score_calibration.py`): the L2-shrunk scores
+  otherwise pass 0.5 for few labels. Its numbers were chosen by 5-fold cross-validation
   on real COCO and VOC 2007 images (`bench/quality.py`, `docs/BENCHMARKS.md`).
 - `ml-gcn` (paper-scale runs, ML-GCN's protocol): no frozen phase, SGD with
   momentum (head lr 0.1, backbone x0.1, coupled weight decay 1e-4), cosine
@@ -48,14 +51,14 @@ TRANSFER = dict(
     frozen_epochs="auto", frozen_optimizer="adamw", frozen_weight_decay=1e-4, cache_views=4,
     epochs=0, optimizer="adamw", learning_rate=1e-3, backbone_lr_multiplier=0.1,
     weight_decay=1e-4, warmup_epochs=0.0, schedule="cosine", batch_size=16,
-    train_backbone_batchnorm=False, loss="bce",
+    train_backbone_batchnorm=False, loss="bce", calibrate=True,
 )
 ML_GCN = dict(
     frozen_epochs=0, frozen_optimizer="adamw", frozen_learning_rate=1e-2,
     frozen_weight_decay=1e-4, cache_views=4, epochs=20, optimizer="sgd", learning_rate=0.1,
     backbone_lr_multiplier=0.1,
     weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine", batch_size=16,
-    train_backbone_batchnorm=True, loss="bce",
+    train_backbone_batchnorm=True, loss="bce", calibrate=False,
 )
 
 
