@@ -33,8 +33,9 @@ def platt_scaling(scores, labels, valid=None, iterations=50):
 
         L(a, b) = -sum_i t_i log p_i + (1 - t_i) log(1 - p_i),  p_i = sigmoid(a s_i + b)
 
-    A class without a positive or without a negative keeps the identity
-    (1, 0): nothing on the training images says how to move it.
+    subject to a >= 1e-3 (a ranking is never reversed). A class without a
+    positive or without a negative keeps the identity (1, 0): nothing on the
+    training images says how to move it.
 
     Args:
         scores: `(N,)` logits.
@@ -63,20 +64,43 @@ def platt_scaling(scores, labels, valid=None, iterations=50):
     if positives == 0 or negatives == 0:
         return 1.0, 0.0
     target = np.where(labels > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
-    a, b = 1.0, 0.0
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(a * scores + b, -60, 60)))
-        residual, curvature = p - target, p * (1 - p) + 1e-12
-        gradient = np.array([(residual * scores).sum(), residual.sum()])
-        hessian = np.array([[(curvature * scores * scores).sum(), (curvature * scores).sum()],
-                            [(curvature * scores).sum(), curvature.sum()]])
-        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), gradient)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
-            break
+
+    def loss(a, b):
+        z = a * scores + b
+        return float(np.sum(np.logaddexp(0, z) - target * z))
+
+    def newton(a, b, fit_scale):
+        # Damped Newton: a full step can overshoot on the logistic loss, so
+        # it is halved until the loss goes down (the loss is convex).
+        current = loss(a, b)
+        for _ in range(iterations):
+            p = 1 / (1 + np.exp(-np.clip(a * scores + b, -60, 60)))
+            residual, curvature = p - target, p * (1 - p) + 1e-12
+            if fit_scale:
+                gradient = np.array([(residual * scores).sum(), residual.sum()])
+                hessian = np.array([[(curvature * scores * scores).sum(),
+                                     (curvature * scores).sum()],
+                                    [(curvature * scores).sum(), curvature.sum()]])
+                step = np.linalg.solve(hessian + 1e-9 * np.eye(2), gradient)
+            else:
+                step = np.array([0.0, residual.sum() / curvature.sum()])
+            size = 1.0
+            while size > 1e-8 and loss(a - size * step[0], b - size * step[1]) > current:
+                size /= 2
+            a, b = a - size * step[0], b - size * step[1]
+            previous, current = current, loss(a, b)
+            if previous - current < 1e-12 * max(1.0, abs(previous)):
+                break
+        return a, b
+
+    a, b = newton(1.0, 0.0, fit_scale=True)
     if not (np.isfinite(a) and np.isfinite(b)):
         return 1.0, 0.0
-    return float(max(a, MIN_SCALE)), float(b)
+    if a < MIN_SCALE:
+        # Anti-correlated logits: the constrained optimum lies on a = MIN_SCALE,
+        # with the bias refitted there.
+        a, b = newton(MIN_SCALE, b, fit_scale=False)
+    return float(a), float(b)
 
 
 def fit_score_calibration(model, logits, labels, ignore_mask=None):

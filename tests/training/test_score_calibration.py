@@ -26,8 +26,10 @@ def smoothed_log_loss(params, s, y):
 
 
 def reference_platt(s, y):
-    return minimize(smoothed_log_loss, x0=[1.0, 0.0], args=(s, y), method="Nelder-Mead",
-                    options=dict(xatol=1e-9, fatol=1e-12, maxiter=40_000)).x
+    # Bounded as documented: a >= 1e-3 never reverses a class's ranking.
+    return minimize(smoothed_log_loss, x0=[1.0, 0.0], args=(s, y), method="L-BFGS-B",
+                    bounds=[(1e-3, None), (None, None)],
+                    options=dict(ftol=1e-15, gtol=1e-10, maxiter=10_000)).x
 
 
 def test_platt_matches_a_general_optimiser_of_platts_objective():
@@ -38,6 +40,15 @@ def test_platt_matches_a_general_optimiser_of_platts_objective():
     a, b = platt_scaling(s, y)
     np.testing.assert_allclose([a, b], reference_platt(s, y), atol=1e-4)
     assert a > 1.0
+
+
+def test_anti_correlated_logits_stop_at_the_smallest_scale_with_the_bias_refitted():
+    rng = np.random.default_rng(6)
+    y = (rng.random(300) < 0.4).astype(np.float64)
+    s = -(2.0 * y - 1.0) + 0.5 * rng.standard_normal(300)
+    a, b = platt_scaling(s, y)
+    assert a == pytest.approx(1e-3)
+    np.testing.assert_allclose([a, b], reference_platt(s, y), atol=1e-4)
 
 
 def test_ignored_entries_are_left_out_and_one_sided_classes_keep_the_identity():
