@@ -232,6 +232,8 @@ def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path, 
     (["--model", "mmdsr", "--no-global-linear", "--linear-l2", "0.005"], "--no-global-linear"),
     (["--model", "gap", "--global-linear"], "--global-linear adds"),
     (["--model", "gap", "--linear-first"], "--linear-first fits"),
+    (["--model", "gap", "--global-pooling", "max"], "--global-pooling chooses"),
+    (["--model", "mmdsr", "--no-global-linear", "--global-pooling", "max"], "--no-global-linear"),
     (["--model", "gap", "--head-l2", "0.005"], "--head-l2 penalises"),
     (["--model", "gap", "--linear-l2", "0.005", "--frozen-epochs", "0"], "needs the frozen phase"),
 ])
@@ -253,7 +255,21 @@ def test_linear_l2_and_linear_first_reach_the_model_and_config(tmp_path):
     assert config["arguments"]["linear_l2"] == 0.005
     model = keras.saving.load_model(run / "model.keras")
     assert model.head_args["linear_l2"] == 0.005
-    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (256,)
+    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (512,)
+
+
+def test_global_pooling_reaches_the_model_and_config(tmp_path):
+    import keras
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--epochs", "0",
+                 "--global-pooling", "average_max"]) == 0
+    (run,) = _run_folders(tmp_path)
+    assert json.loads((run / "config.json").read_text())["arguments"]["global_pooling"] == (
+        "average_max")
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.head_args["global_pooling"] == "average_max"
+    # [mean, max] of MobileNet-0.25's 256 channels, standardised from the cache.
+    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (512,)
 
 
 def test_head_l2_reaches_the_model_and_config(tmp_path, capsys):
@@ -275,15 +291,16 @@ def test_transfer_recipe_gives_mmdsr_the_linear_path_and_head_penalty(tmp_path, 
 
     assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--epochs", "0"]) == 0
     out = capsys.readouterr().out
-    assert "a global linear path beside the graph" in out
+    assert "a global linear path (average_max pooling) beside the graph" in out
     assert "L2 0.005 on the head's kernels" in out
     (run,) = _run_folders(tmp_path)
     arguments = json.loads((run / "config.json").read_text())["arguments"]
     assert {k: arguments[k] for k in TRANSFER_MMDSR_HEAD} == TRANSFER_MMDSR_HEAD == {
-        "global_linear": True, "linear_l2": 0.005, "head_l2": 0.005}
+        "global_linear": True, "global_pooling": "average_max", "linear_l2": 0.005,
+        "head_l2": 0.005}
     model = keras.saving.load_model(run / "model.keras")
     assert {k: model.head_args[k] for k in TRANSFER_MMDSR_HEAD} == TRANSFER_MMDSR_HEAD
-    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (256,)
+    assert model.get_layer("global_linear_standardization").adapt_mean.shape == (512,)
 
 
 @pytest.mark.parametrize("flags", [["--no-global-linear"], ["--frozen-epochs", "0"],
@@ -294,8 +311,8 @@ def test_mmdsr_without_the_transfer_path_is_the_design_head(tmp_path, flags):
     assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--epochs", "1", *flags]) == 0
     (run,) = _run_folders(tmp_path)
     arguments = json.loads((run / "config.json").read_text())["arguments"]
-    assert (arguments["global_linear"], arguments["linear_l2"], arguments["head_l2"]) == (
-        False, 0.0, 0.0)
+    assert (arguments["global_linear"], arguments["linear_l2"], arguments["head_l2"],
+            arguments["global_pooling"]) == (False, 0.0, 0.0, "average")
     model = keras.saving.load_model(run / "model.keras")
     assert "global_linear" not in [layer.name for layer in model.layers]
     assert model.get_layer("semantic_graph").graph_kernel.regularizer is None

@@ -68,6 +68,9 @@ def add_model_arguments(parser):
                    help="mmdsr: add a linear classifier on the last stage's average-pooled "
                         "features to the graph's logits (default: the recipe's, on with "
                         "transfer and a frozen phase)")
+    g.add_argument("--global-pooling", default=None, choices=("average", "max", "average_max"),
+                   help="mmdsr: how the --global-linear path pools the last stage: average, "
+                        "max, or both concatenated (default: the recipe's)")
     g.add_argument("--dropout", type=float, default=0.0,
                    help="dropout rate of the head's features: after pooling (gap, gmp, "
                         "mlgcn), on whole channels of the graph's input map (mmdsr)")

@@ -85,12 +85,15 @@ def fill_defaults(args):
     # The standardisation's statistics come from the frozen phase's cache.
     frozen_phase = str(args.frozen_epochs) != "0"
     explicit_linear_l2 = getattr(args, "linear_l2", None)
+    explicit_pooling = getattr(args, "global_pooling", None)
     head = recipe_head_arguments(args.recipe, args.model, frozen_phase,
                                  global_linear=getattr(args, "global_linear", None))
     args.global_linear = head.get("global_linear", False)
     for key in ("linear_l2", "head_l2"):
         if getattr(args, key, None) is None:
             setattr(args, key, head.get(key, 0.0))
+    if explicit_pooling is None:
+        args.global_pooling = head.get("global_pooling", "average")
     linear_path = args.model in ("gap", "gmp") or args.global_linear
     if args.linear_l2 and not linear_path:
         raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
@@ -102,6 +105,11 @@ def fill_defaults(args):
     if getattr(args, "linear_first", False) and not args.global_linear:
         raise ValueError("--linear-first fits MMDSR's global linear path first: it needs "
                          "--model mmdsr with the global linear path (--global-linear).")
+    if explicit_pooling and not args.global_linear:
+        raise ValueError("--global-pooling chooses how MMDSR's global linear path pools: it "
+                         "needs --model mmdsr with that path (--global-linear), not "
+                         f"--model {args.model}" + (" --no-global-linear"
+                                                   if args.model == "mmdsr" else "") + ".")
     if explicit_linear_l2 and not frozen_phase:
         raise ValueError("--linear-l2 needs the frozen phase (--frozen-epochs > 0 or auto): it "
                          "sets the statistics of the classifier's feature standardisation.")
@@ -124,6 +132,7 @@ def build_model(args, train):
         trainable_prior_weight=getattr(args, "trainable_prior_weight", False),
         trainable_global_weight=getattr(args, "trainable_global_weight", False),
         global_linear=bool(getattr(args, "global_linear", False)),
+        global_pooling=getattr(args, "global_pooling", None) or "average",
         head_l2=getattr(args, "head_l2", 0.0) or 0.0,
         cross_layer=not args.no_cross_layer, dual_branch=not args.no_dual_branch,
         graph=args.graph, **common,
@@ -160,8 +169,8 @@ def describe_recipe(args, config):
                      + (f", deep supervision w={config.deep_supervision:g}"
                         if config.deep_supervision else "")
                      + (", the global linear path fitted first" if config.linear_first else "")
-                     + (", a global linear path beside the graph"
-                        if getattr(args, "global_linear", False) else "")
+                     + (f", a global linear path ({args.global_pooling} pooling) beside "
+                        "the graph" if getattr(args, "global_linear", False) else "")
                      + (f", linear classifier on standardised features with L2 "
                         f"{args.linear_l2:g}" if getattr(args, "linear_l2", 0.0) else "")
                      + (f", L2 {args.head_l2:g} on the head's kernels"
@@ -307,6 +316,9 @@ def run_train(args):
         args = argparse.Namespace(**{**{k: None for k in RECIPE_ARGUMENTS}, "recipe": None,
                                      "feature_cache": None, "ema": False, "linear_l2": 0.0,
                                      "linear_first": False, "head_l2": 0.0, "global_linear": False,
+                                     # The path pooled by its mean alone then.
+                                     "global_pooling": ("average" if saved.get("global_linear")
+                                                        else None),
                                      "calibrate": False,
                                      **saved})
         args = fill_defaults(args)

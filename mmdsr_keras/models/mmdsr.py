@@ -76,6 +76,28 @@ def standardized_linear(pooled, num_classes, l2, name, kernel_initializer="gloro
     )(pooled)
 
 
+def global_pool(x, pooling):
+    """Pools a `(B, h, w, c)` map for the global linear path: `(B, c)`, or `(B, 2c)` for both.
+
+    `"average"`: mean over positions; `"max"`: max over positions;
+    `"average_max"`: both, concatenated [mean, max].
+
+    Example:
+    >>> global_pool(keras.Input((4, 4, 8)), "average_max").shape
+    (None, 16)
+    """
+    pools = []
+    if pooling in ("average", "average_max"):
+        pools.append(keras.layers.GlobalAveragePooling2D(dtype="float32",
+                                                         name="global_linear_pool")(x))
+    if pooling in ("max", "average_max"):
+        pools.append(keras.layers.GlobalMaxPooling2D(dtype="float32",
+                                                     name="global_linear_max_pool")(x))
+    if len(pools) == 1:
+        return pools[0]
+    return keras.layers.Concatenate(dtype="float32", name="global_linear_pools")(pools)
+
+
 def channel_dropout(x, rate, name):
     """Dropout of whole channels of a `(B, h, w, d)` map: one mask per image and channel.
 
@@ -90,8 +112,13 @@ MMDSR_HEAD_DEFAULTS = dict(
     share_branches=True, num_perspectives=8, sparsity_threshold=0.0, prior_weight=0.5,
     trainable_prior_weight=False, global_weight=0.5, trainable_global_weight=False,
     label_density=0.05, cross_layer=True, dual_branch=True, graph="dynamic",
-    global_linear=False, dropout=0.0, linear_l2=0.0, head_l2=0.0, score_calibration=False,
+    global_linear=False, global_pooling="average", dropout=0.0, linear_l2=0.0, head_l2=0.0,
+    score_calibration=False,
 )
+
+# How the global linear path pools the deepest stage: the GAP probe's view,
+# the GMP baseline's, or both side by side (2x the channels).
+GLOBAL_POOLINGS = ("average", "max", "average_max")
 
 # The K perspective vectors only set directions of a cosine, which a penalty
 # on their norm would not regularise.
@@ -158,6 +185,9 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
     args = {**MMDSR_HEAD_DEFAULTS, **head_args}
     if args["graph"] not in GRAPH_MODES:
         raise ValueError(f"graph={args['graph']!r}; expected one of {GRAPH_MODES}.")
+    if args["global_pooling"] not in GLOBAL_POOLINGS:
+        raise ValueError(f"global_pooling={args['global_pooling']!r}; expected one of "
+                         f"{GLOBAL_POOLINGS}.")
     units = args["units"] or default_units
     head_layers = []
     if args["cross_layer"] and len(features) > 1:
@@ -197,11 +227,10 @@ def mmdsr_head(features, class_names, default_units=512, label_prior=None,
         penalize_head_kernels(head_layers, args["head_l2"])
     if args["global_linear"]:
         # A design variant, not MMDSR: a linear classifier on the deepest
-        # stage's average-pooled features beside the graph logits, the path
-        # a linear probe shows to be strong on small data. Zero-initialised,
-        # so the head starts as plain MMDSR.
-        pooled = keras.layers.GlobalAveragePooling2D(dtype="float32",
-                                                     name="global_linear_pool")(features[-1])
+        # stage's pooled features beside the graph logits, the path a linear
+        # probe shows to be strong on small data. Zero-initialised, so the
+        # head starts as plain MMDSR.
+        pooled = global_pool(features[-1], args["global_pooling"])
         if args["dropout"]:
             pooled = keras.layers.Dropout(args["dropout"], name="global_linear_dropout")(pooled)
         linear = standardized_linear(pooled, len(class_names), args["linear_l2"],

@@ -59,6 +59,9 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
         global_linear: a design variant: add a zero-initialised linear
             classifier on the deepest stage's average-pooled features to the
             logits. Defaults to False (MMDSR as designed).
+        global_pooling: how that path pools the deepest stage: `"average"`,
+            `"max"` or `"average_max"` (both, concatenated). Defaults to
+            `"average"`.
         dropout: dropout rate on whole channels of the map the graph head
             reads (and on the global linear path's pooled features).
             Defaults to 0.0.

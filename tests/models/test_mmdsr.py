@@ -85,6 +85,36 @@ def test_global_linear_variant_adds_a_linear_classifier_on_pooled_features(tmp_p
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("pooling", ["max", "average_max"])
+def test_global_linear_pooling_matches_numpy(tmp_path, pooling):
+    model = build_mmdsr(num_classes=3, global_linear=True, global_pooling=pooling, **SMALL)
+    width = 256 * (2 if pooling == "average_max" else 1)
+    dense = model.get_layer("global_linear")
+    assert dense.get_weights()[0].shape == (width, 3)
+    rng = np.random.default_rng(2)
+    dense.set_weights([rng.normal(size=(width, 3)).astype("float32"),
+                       rng.normal(size=3).astype("float32")])
+    x = _images(2)
+    parts = keras.Model(model.input, [model.get_layer("semantic_graph").output,
+                                      model.get_layer("global_linear_max_pool").input])
+    graph_logits, deepest = parts.predict(x, verbose=0)
+    pooled = deepest.max(axis=(1, 2))
+    if pooling == "average_max":
+        pooled = np.concatenate([deepest.mean(axis=(1, 2)), pooled], axis=-1)
+    kernel, bias = dense.get_weights()
+    expected = graph_logits + pooled @ kernel + bias
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert reloaded.head_args["global_pooling"] == pooling
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_global_pooling_is_refused():
+    with pytest.raises(ValueError, match="global_pooling='sum'"):
+        build_mmdsr(num_classes=3, global_linear=True, global_pooling="sum", **SMALL)
+
+
 def _kernel_names(model):
     return sorted(v.path for v in model.trainable_weights if v.regularizer is not None)
 
