@@ -312,7 +312,7 @@ def test_mmdsr_without_the_transfer_path_is_the_design_head(tmp_path, flags):
     (run,) = _run_folders(tmp_path)
     arguments = json.loads((run / "config.json").read_text())["arguments"]
     assert (arguments["global_linear"], arguments["linear_l2"], arguments["head_l2"],
-            arguments["global_pooling"]) == (False, 0.0, 0.0, "average")
+            arguments["global_pooling"]) == (False, 0.0, 0.0, None)
     model = keras.saving.load_model(run / "model.keras")
     assert "global_linear" not in [layer.name for layer in model.layers]
     assert model.get_layer("semantic_graph").graph_kernel.regularizer is None

@@ -93,7 +93,9 @@ def fill_defaults(args):
         if getattr(args, key, None) is None:
             setattr(args, key, head.get(key, 0.0))
     if explicit_pooling is None:
-        args.global_pooling = head.get("global_pooling", "average")
+        # None without the path, so that a resumed run reads no explicit flag.
+        args.global_pooling = (head.get("global_pooling", "average") if args.global_linear
+                               else None)
     linear_path = args.model in ("gap", "gmp") or args.global_linear
     if args.linear_l2 and not linear_path:
         raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
