@@ -65,8 +65,8 @@ def add_model_arguments(parser):
     g.add_argument("--trainable-prior-weight", action="store_true",
                    help="learn lambda, starting at --prior-weight")
     g.add_argument("--global-linear", action=argparse.BooleanOptionalAction, default=None,
-                   help="mmdsr: add a linear classifier on the last stage's average-pooled "
-                        "features to the graph's logits (default: the recipe's, on with "
+                   help="mmdsr: add a linear classifier on the last stage's pooled features "
+                        "(see --global-pooling) to the graph's logits (default: the recipe's, on with "
                         "transfer and a frozen phase)")
     g.add_argument("--global-pooling", default=None, choices=("average", "max", "average_max"),
                    help="mmdsr: how the --global-linear path pools the last stage: average, "

@@ -57,8 +57,8 @@ class MMDSRImageClassifier(MultiLabelImageClassifier):
         dual_branch: use the channel dual-branch cross-attention. Defaults to True.
         graph: `"dynamic"`, `"static"` or `"none"`. Defaults to `"dynamic"`.
         global_linear: a design variant: add a zero-initialised linear
-            classifier on the deepest stage's average-pooled features to the
-            logits. Defaults to False (MMDSR as designed).
+            classifier on the deepest stage's pooled features (see
+            `global_pooling`) to the logits. Defaults to False (MMDSR as designed).
         global_pooling: how that path pools the deepest stage: `"average"`,
             `"max"` or `"average_max"` (both, concatenated). Defaults to
             `"average"`.

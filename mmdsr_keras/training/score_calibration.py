@@ -161,11 +161,10 @@ def calibrate_on_cache(model, cache, rows=None, views=None):
         `(scale, bias)` as `fit_score_calibration`.
     """
     rows = np.arange(len(cache)) if rows is None else np.asarray(rows)
-    views = range(cache.num_views) if views is None else views
+    views = list(range(cache.num_views) if views is None else views)
     logits = np.concatenate([predict_cached(model, cache, rows, views=(v,)) for v in views])
-    repeat = len(logits) // len(rows)
-    return fit_score_calibration(model, logits, np.tile(cache.labels[rows], (repeat, 1)),
-                                 np.tile(cache.ignore_mask[rows], (repeat, 1)))
+    return fit_score_calibration(model, logits, np.tile(cache.labels[rows], (len(views), 1)),
+                                 np.tile(cache.ignore_mask[rows], (len(views), 1)))
 
 
 def calibrate_on_batches(model, batches):
