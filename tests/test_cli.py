@@ -228,7 +228,8 @@ def test_deep_supervision_is_refused_for_a_baseline_before_any_folder(tmp_path, 
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--model", "mlgcn", "--linear-l2", "0.005"], "--linear-l2 applies"),
+    (["--model", "mlgcn", "--linear-l2", "0.005", "--frozen-epochs", "0"],
+     "needs the frozen phase"),
     (["--model", "mmdsr", "--no-global-linear", "--linear-l2", "0.005"], "--no-global-linear"),
     (["--model", "gap", "--global-linear"], "--global-linear adds"),
     (["--model", "gap", "--linear-first"], "--linear-first fits"),
@@ -256,6 +257,20 @@ def test_linear_l2_and_linear_first_reach_the_model_and_config(tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     assert model.head_args["linear_l2"] == 0.005
     assert model.get_layer("global_linear_standardization").adapt_mean.shape == (512,)
+
+
+def test_linear_l2_of_mlgcn_standardises_its_features_and_gives_it_a_bias(tmp_path):
+    import keras
+
+    assert main(["train", "--runs-dir", str(tmp_path), *TWO_PHASE, "--epochs", "0",
+                 "--model", "mlgcn", "--linear-l2", "0.002"]) == 0
+    (run,) = _run_folders(tmp_path)
+    assert json.loads((run / "config.json").read_text())["arguments"]["linear_l2"] == 0.002
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.linear_l2 == 0.002
+    graph = model.get_layer("static_graph")
+    assert graph.use_bias and graph.kernel_2.regularizer is not None
+    assert model.get_layer("static_graph_standardization").adapt_mean.shape == (256,)
 
 
 def test_global_pooling_reaches_the_model_and_config(tmp_path):

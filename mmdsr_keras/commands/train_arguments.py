@@ -75,8 +75,8 @@ def add_model_arguments(parser):
                    help="dropout rate of the head's features: after pooling (gap, gmp, "
                         "mlgcn), on whole channels of the graph's input map (mmdsr)")
     g.add_argument("--linear-l2", type=float, default=None,
-                   help="L2 coefficient of the linear classifier (gap, gmp; mmdsr's "
-                        "--global-linear path) on standardised pooled features, as a "
+                   help="L2 coefficient of the classifier (gap, gmp; mlgcn's GCN kernels; "
+                        "mmdsr's --global-linear path) on standardised pooled features, as a "
                         "linear probe is fitted; 0 turns both off (default: the recipe's, "
                         "transfer with a frozen phase: 0.005, else 0)")
     g.add_argument("--head-l2", type=float, default=None,

@@ -96,9 +96,9 @@ def fill_defaults(args):
         # None without the path, so that a resumed run reads no explicit flag.
         args.global_pooling = (head.get("global_pooling", "average") if args.global_linear
                                else None)
-    linear_path = args.model in ("gap", "gmp") or args.global_linear
+    linear_path = args.model in ("gap", "gmp", "mlgcn") or args.global_linear
     if args.linear_l2 and not linear_path:
-        raise ValueError("--linear-l2 applies to the linear classifier of --model gap or gmp, "
+        raise ValueError("--linear-l2 applies to the classifier of --model gap, gmp or mlgcn, "
                          f"or of --model mmdsr --global-linear; not to --model {args.model}"
                          + ("" if args.model != "mmdsr" else " --no-global-linear") + ".")
     if args.head_l2 and args.model != "mmdsr":

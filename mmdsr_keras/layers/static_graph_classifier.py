@@ -18,7 +18,7 @@ class StaticGraphClassifier(keras.layers.Layer):
     """ML-GCN head (Chen et al., CVPR 2019): a GCN maps label embeddings to classifiers.
 
         W = A0 LReLU(A0 E W1) W2        (C x D classifiers, LeakyReLU 0.2)
-        logits = f W^T                  (f: pooled image features, B x D)
+        logits = f W^T (+ b)            (f: pooled image features, B x D)
 
     A0 is the co-occurrence prior, used as given (ML-GCN's is the
     symmetric-normalised one, `ml_gcn_label_prior(..., normalization=
@@ -39,6 +39,9 @@ class StaticGraphClassifier(keras.layers.Layer):
             (what `from_config` passes); E is zero until they are loaded.
             Inferred from `label_embeddings` when given. Defaults to None
             (one-hot E).
+        use_bias: add a per-class bias b (not in ML-GCN, whose features are
+            not centred; standardised, zero-mean features need it to carry
+            each class's base rate). Defaults to False.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -55,7 +58,7 @@ class StaticGraphClassifier(keras.layers.Layer):
     """
 
     def __init__(self, num_classes, hidden_units=1024, label_prior=None,
-                 label_embeddings=None, label_embedding_dim=None, **kwargs):
+                 label_embeddings=None, label_embedding_dim=None, use_bias=False, **kwargs):
         super().__init__(**kwargs)
         for name, value, width in (("label_prior", label_prior, num_classes),
                                    ("label_embeddings", label_embeddings, None)):
@@ -83,6 +86,7 @@ class StaticGraphClassifier(keras.layers.Layer):
             )
         self.num_classes = num_classes
         self.hidden_units = hidden_units
+        self.use_bias = bool(use_bias)
         self.label_embedding_dim = None if label_embedding_dim is None else int(label_embedding_dim)
         # Initial values for `build` only; afterwards the weights are the truth.
         self._initial_prior = None if label_prior is None else np.asarray(label_prior, "float32")
@@ -108,6 +112,8 @@ class StaticGraphClassifier(keras.layers.Layer):
                                         self.hidden_units), initializer="glorot_uniform")
         self.kernel_2 = self.add_weight(name="gcn_kernel_2", shape=(self.hidden_units, features),
                                         initializer="glorot_uniform")
+        self.bias = (self.add_weight(name="bias", shape=(c,), initializer="zeros")
+                     if self.use_bias else None)
         self._initial_prior = self._initial_embeddings = None
 
     def call(self, inputs):
@@ -116,7 +122,8 @@ class StaticGraphClassifier(keras.layers.Layer):
             ops.matmul(prior, ops.matmul(ops.cast(self.embeddings, self.compute_dtype),
                                          self.kernel_1)), LEAKY_SLOPE)
         classifiers = ops.matmul(prior, ops.matmul(hidden, self.kernel_2))
-        return ops.matmul(inputs, ops.transpose(classifiers))
+        logits = ops.matmul(inputs, ops.transpose(classifiers))
+        return logits if self.bias is None else logits + ops.cast(self.bias, logits.dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -127,6 +134,7 @@ class StaticGraphClassifier(keras.layers.Layer):
             "num_classes": self.num_classes,
             "hidden_units": self.hidden_units,
             "label_embedding_dim": self.label_embedding_dim,
+            "use_bias": self.use_bias,
             CONFIG_VERSION_KEY: CONFIG_VERSION,
         })
         return config

@@ -4,7 +4,7 @@ import keras
 
 from mmdsr_keras.layers.labelled_logits import LabelledLogits
 from mmdsr_keras.layers.static_graph_classifier import StaticGraphClassifier
-from mmdsr_keras.models.mmdsr import OUTPUT_LAYER, standardized_linear
+from mmdsr_keras.models.mmdsr import OUTPUT_LAYER, penalize_head_kernels, standardized_linear
 
 BASELINE_HEADS = ("gap", "gmp", "mlgcn")
 
@@ -29,9 +29,11 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
         dropout: dropout rate on the pooled features (keras.applications'
             `top_dropout`). Defaults to 0.0.
-        linear_l2: `"gap"`/`"gmp"`: L2 coefficient of the classifier's kernel,
-            on standardised pooled features (`standardized_linear`); 0
-            disables both. Defaults to 0.0.
+        linear_l2: L2 coefficient of the classifier on standardised pooled
+            features: `"gap"`/`"gmp"`: of the Dense kernel
+            (`standardized_linear`); `"mlgcn"`: of the GCN's kernels W1 and
+            W2 (`penalize_head_kernels`), which make the classifiers. 0
+            disables both penalty and standardisation. Defaults to 0.0.
         score_calibration: give the output layer a per-class scale and bias
             (`LabelledLogits(calibration=True)`, identity until fitted by
             `fit_score_calibration`). Defaults to False.
@@ -53,10 +55,17 @@ def baseline_head(features, class_names, head="gap", label_prior=None, label_emb
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
     if head == "mlgcn":
-        logits = StaticGraphClassifier(
+        if linear_l2:
+            # The name's suffix is what `fit_feature_standardization` looks for.
+            pooled = keras.layers.Normalization(axis=-1, dtype="float32",
+                                                name="static_graph_standardization")(pooled)
+        classifier = StaticGraphClassifier(
             len(class_names), hidden_units=hidden_units, label_prior=label_prior,
-            label_embeddings=label_embeddings, name="static_graph",
-        )(pooled)
+            label_embeddings=label_embeddings, use_bias=bool(linear_l2), name="static_graph",
+        )
+        logits = classifier(pooled)
+        if linear_l2:
+            penalize_head_kernels([classifier], linear_l2)
     else:
         logits = standardized_linear(pooled, len(class_names), linear_l2, name="classifier")
     return LabelledLogits(class_names, calibration=score_calibration, name=OUTPUT_LAYER)(logits)

@@ -32,9 +32,10 @@ class BaselineImageClassifier(MultiLabelImageClassifier):
         label_embedding_dim: e when the embeddings come with saved weights.
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
         dropout: dropout rate on the pooled features. Defaults to 0.0.
-        linear_l2: `"gap"`/`"gmp"`: L2 coefficient of the classifier's
-            kernel, on standardised pooled features (`standardized_linear`;
-            the frozen-backbone phase sets the statistics). Defaults to 0.0.
+        linear_l2: L2 coefficient of the classifier on standardised pooled
+            features (`"gap"`/`"gmp"`: the Dense kernel; `"mlgcn"`: the GCN's
+            kernels; the frozen-backbone phase sets the statistics).
+            Defaults to 0.0.
         score_calibration: a per-class scale a_c > 0 and bias b_c on the
             logits, s'_c = a_c * s_c + b_c (`LabelledLogits`), identity until
             fitted by `fit_score_calibration`. Defaults to False.
@@ -127,8 +128,8 @@ def build_baseline(head="gap", num_classes=None, class_names=None, backbone="res
         label_embeddings: `(C, e)` label embeddings for `"mlgcn"`.
         hidden_units: first GCN width of `"mlgcn"`. Defaults to 1024.
         dropout: dropout rate on the pooled features. Defaults to 0.0.
-        linear_l2: L2 coefficient of the `"gap"`/`"gmp"` classifier on
-            standardised pooled features. Defaults to 0.0.
+        linear_l2: L2 coefficient of the classifier on standardised pooled
+            features (for `"mlgcn"` the GCN's kernels). Defaults to 0.0.
         score_calibration: a per-class scale and bias on the logits, identity
             until fitted (`fit_score_calibration`). Defaults to False.
         name: model name. Defaults to `"baseline_<head>"`.

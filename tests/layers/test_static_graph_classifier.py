@@ -67,6 +67,22 @@ def test_layer_contract(with_embeddings):
                    expected_num_non_trainable_weights=2)
 
 
+def test_use_bias_adds_a_per_class_bias_and_round_trips():
+    rng = np.random.default_rng(5)
+    prior = rng.random((3, 3))
+    layer = StaticGraphClassifier(3, hidden_units=4, label_prior=prior, use_bias=True)
+    f = rng.normal(size=(2, 6)).astype("float32")
+    layer(f)
+    _randomise(layer, rng)
+    want = _reference(f.astype("float64"), np.asarray(prior, "float32").astype("float64"),
+                      np.eye(3), _np(layer.kernel_1), _np(layer.kernel_2)) + _np(layer.bias)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(f)), want, rtol=1e-4, atol=1e-4)
+    assert layer.get_config()["use_bias"] is True
+    run_layer_test(StaticGraphClassifier, dict(num_classes=3, hidden_units=4, use_bias=True),
+                   f, expected_output_shape=(2, 3), expected_num_trainable_weights=3,
+                   expected_num_non_trainable_weights=2)
+
+
 def test_config_holds_shapes_not_data():
     rng = np.random.default_rng(2)
     c = 1000

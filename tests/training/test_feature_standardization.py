@@ -142,3 +142,44 @@ def test_linear_first_fits_the_path_alone_then_keeps_it_fixed(tmp_path):
     assert not np.allclose(np.asarray(model.get_layer("semantic_graph").trainable_weights[0]),
                            graph_before)
     assert model.get_layer("global_linear").trainable
+
+
+def test_mlgcn_is_a_gcn_made_classifier_on_standardised_max_pooled_features(tmp_path):
+    keras.utils.set_random_seed(0)
+    prior = np.array([[0.6, 0.3, 0.1], [0.3, 0.5, 0.2], [0.1, 0.2, 0.7]])
+    model = mmdsr_keras.build_baseline("mlgcn", num_classes=3, backbone="mobilenet_0.25",
+                                       image_size=SIZE, weights=_weights(), linear_l2=L2,
+                                       hidden_units=16, label_prior=prior)
+    data = _data()
+    cache = StageFeatureCache.compute(model, data, SIZE, tmp_path / "c", views=1, batch_size=4)
+    rows = np.arange(len(data))
+    assert fit_feature_standardization(model, cache, rows) == 1
+    (layer,) = standardization_layers(model)
+    pooled = np.asarray(cache.stages[-1][0][rows], np.float64).max(axis=(1, 2))
+    mean, variance = _expected_statistics(pooled)
+    np.testing.assert_allclose(np.asarray(layer.adapt_mean), mean, rtol=1e-5, atol=1e-6)
+    graph = model.get_layer("static_graph")
+    graph.bias.assign([0.1, -0.2, 0.3])
+    w1, w2, bias = (np.asarray(w, np.float64) for w in (graph.kernel_1, graph.kernel_2,
+                                                       graph.bias))
+    hidden = prior @ np.eye(3) @ w1
+    classifiers = prior @ np.where(hidden > 0, hidden, 0.2 * hidden) @ w2
+    expected = (pooled - mean) / np.sqrt(variance) @ classifiers.T + bias
+    logits = build_head_model(model).predict_on_batch(cache.features(rows, 0))
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-4)
+    # W1 and W2 are penalised; the bias, prior and embeddings are not.
+    np.testing.assert_allclose(sum(float(p) for p in model.losses),
+                               L2 * ((w1 ** 2).sum() + (w2 ** 2).sum()), rtol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(
+        np.asarray(build_head_model(loaded).predict_on_batch(cache.features(rows, 0))),
+        np.asarray(logits), rtol=1e-5, atol=1e-5)
+    assert len(loaded.losses) == 2
+
+
+def test_mlgcn_without_linear_l2_is_ml_gcn_as_published():
+    model = mmdsr_keras.build_baseline("mlgcn", num_classes=3, backbone="mobilenet_0.25",
+                                       image_size=SIZE, weights=None, hidden_units=16)
+    assert standardization_layers(model) == [] and model.losses == []
+    assert model.get_layer("static_graph").bias is None
